@@ -16,8 +16,8 @@ later layers:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import numpy as np
 
@@ -72,7 +72,9 @@ def loss(net: Network, trace: Trace, y: Array) -> Array:
     return get_loss(net.loss).value(trace.output, y)
 
 
-def backward(net: Network, params: Mapping[str, Mapping[str, Array]], trace: Trace, y: Array) -> tuple[Params, list[Array]]:
+def backward(
+    net: Network, params: Mapping[str, Mapping[str, Array]], trace: Trace, y: Array
+) -> tuple[Params, list[Array]]:
     """The Delta recursion. Returns (grads shaped like params, deltas) with
     deltas[r] = Delta(h^r) = dL/dh^r for r = 0..k (deltas[0] is dL/dx)."""
     k = net.depth
@@ -98,7 +100,9 @@ def backward(net: Network, params: Mapping[str, Mapping[str, Array]], trace: Tra
     return {name: grads[name] for name in net.layer_names}, deltas
 
 
-def loss_and_grads(net: Network, params: Mapping[str, Mapping[str, Array]], x: Array, y: Array) -> tuple[Array, Params]:
+def loss_and_grads(
+    net: Network, params: Mapping[str, Mapping[str, Array]], x: Array, y: Array
+) -> tuple[Array, Params]:
     """(L, dL/dparams) for one batch."""
     trace = forward(net, params, x)
     grads, _ = backward(net, params, trace, y)

@@ -8,10 +8,12 @@ its derivative carries the factor 1/batch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
+
+from reference.activations import sigmoid, softplus
 
 Array = np.ndarray
 LossFn = Callable[[Array, Array], Array]
@@ -24,7 +26,10 @@ class Loss:
     name: str
     value: LossFn
     grad: LossFn
-    target: str  # "real": any real targets; "distribution": rows of probabilities
+    target: str  # "real": any real targets; "distribution": rows of probabilities; "binary": in [0, 1]
+    # Values of the residual o - y where the loss is not smooth. For huber only the second
+    # derivative jumps there, so a central difference across one loses its error order.
+    kinks: tuple[float, ...] = ()
 
 
 def _batch(o: Array) -> int:
@@ -65,6 +70,43 @@ def softmax_cross_entropy_grad(o: Array, y: Array) -> Array:
     return (softmax(o) * np.sum(y, axis=-1, keepdims=True) - y) / _batch(o)
 
 
+# sigmoid binary cross-entropy on logits, summed over outputs, batch mean:
+# L = mean_b sum_j [y softplus(-o) + (1 - y) softplus(o)]  (= -y log s(o) - (1 - y) log(1 - s(o)));
+# dL/do = (s(o) - y) / batch = ((1 - y) s(o) - y s(-o)) / batch.
+# Both forms are equal to softplus(o) - y o but keep full relative accuracy for y in {0, 1} even
+# at |o| = 1e4; softplus and sigmoid branch on Re o and are analytic on each side.
+def sigmoid_binary_cross_entropy(o: Array, y: Array) -> Array:
+    per_example = np.sum(y * softplus(-o) + (1.0 - y) * softplus(o), axis=-1)
+    return per_example.mean(axis=-1)
+
+
+def sigmoid_binary_cross_entropy_grad(o: Array, y: Array) -> Array:
+    return ((1.0 - y) * sigmoid(o) - y * sigmoid(-o)) / _batch(o)
+
+
+# huber (delta = 1), on r = o - y, summed over outputs, batch mean:
+# l(r) = r^2 / 2 for |r| <= delta, delta (|r| - delta / 2) otherwise;  dl/dr = clip(r, -delta, delta).
+# Branches on Re r, so each piece stays analytic for complex input. l'' jumps at |r| = delta.
+HUBER_DELTA = 1.0
+
+
+def huber(o: Array, y: Array) -> Array:
+    r = o - y
+    re = np.real(r)
+    linear = HUBER_DELTA * (np.where(re > 0, r, -r) - 0.5 * HUBER_DELTA)
+    inside = np.abs(re) <= HUBER_DELTA
+    r_in = np.where(inside, r, 0.0)  # squares only |r| <= delta: o = 1e300 cannot overflow
+    per_example = np.sum(np.where(inside, 0.5 * r_in * r_in, linear), axis=-1)
+    return per_example.mean(axis=-1)
+
+
+def huber_grad(o: Array, y: Array) -> Array:
+    r = o - y
+    re = np.real(r)
+    clipped = np.where(re > HUBER_DELTA, HUBER_DELTA, np.where(re < -HUBER_DELTA, -HUBER_DELTA, r))
+    return clipped / _batch(o)
+
+
 LOSSES: dict[str, Loss] = {
     loss.name: loss
     for loss in (
@@ -75,6 +117,13 @@ LOSSES: dict[str, Loss] = {
             softmax_cross_entropy_grad,
             target="distribution",
         ),
+        Loss(
+            "sigmoid_binary_cross_entropy",
+            sigmoid_binary_cross_entropy,
+            sigmoid_binary_cross_entropy_grad,
+            target="binary",
+        ),
+        Loss("huber", huber, huber_grad, target="real", kinks=(-HUBER_DELTA, HUBER_DELTA)),
     )
 }
 

@@ -8,8 +8,9 @@ Parameters live in `{"layer1": {"W": (width, fan_in), "b": (width,)}, ...}`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -59,7 +60,7 @@ class Network:
             if not isinstance(layer, Layer):
                 raise SpecError(f"{where}: expected a Layer, found {type(layer).__name__}")
             _check_int("width", layer.width, where)
-            if layer.activation not in ACTIVATIONS:
+            if not isinstance(layer.activation, str) or layer.activation not in ACTIVATIONS:
                 raise SpecError(
                     f"{where}: unknown activation {layer.activation!r}; "
                     f"choose one of {sorted(ACTIVATIONS)}"
@@ -76,7 +77,7 @@ class Network:
             if len(set(inputs)) != len(inputs):
                 raise SpecError(f"{where}: `inputs` {inputs} lists a unit twice")
             resolved.append(Layer(layer.width, layer.activation, tuple(int(i) for i in inputs)))
-        if self.loss not in LOSSES:
+        if not isinstance(self.loss, str) or self.loss not in LOSSES:
             raise SpecError(f"network: unknown loss {self.loss!r}; choose one of {sorted(LOSSES)}")
         object.__setattr__(self, "layers", tuple(resolved))
 
@@ -141,7 +142,11 @@ class Network:
                     raise SpecError(
                         f"{name}.{key}: shape {np.shape(value)} does not fit the network; "
                         f"expected {shape} (width {shape[0]}"
-                        + (f", fan-in {shape[1]} from units {self.inputs_of(int(name[5:]))})" if key == "W" else ")")
+                        + (
+                            f", fan-in {shape[1]} from units {self.inputs_of(int(name[5:]))})"
+                            if key == "W"
+                            else ")"
+                        )
                     )
 
     def to_dict(self) -> dict[str, Any]:
@@ -158,11 +163,12 @@ class Network:
     def from_dict(cls, data: Mapping[str, Any]) -> Network:
         try:
             layers = [
-                Layer(int(d["width"]), str(d["activation"]), None if d.get("inputs") is None else tuple(d["inputs"]))
+                Layer(d["width"], d["activation"], None if d.get("inputs") is None else tuple(d["inputs"]))
                 for d in data["layers"]
             ]
-            return cls(int(data["n_inputs"]), tuple(layers), str(data.get("loss", "mse")))
-        except (KeyError, TypeError) as exc:
+            # values pass through unconverted, so that __post_init__ rejects "3", 2.5 or true
+            return cls(data["n_inputs"], tuple(layers), data.get("loss", "mse"))
+        except (KeyError, TypeError, AttributeError) as exc:
             raise SpecError(
                 f"network spec: missing or malformed field {exc}; expected "
                 '{"n_inputs": int, "loss": str, "layers": [{"width", "activation", "inputs"}]}'
