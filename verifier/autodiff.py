@@ -32,6 +32,13 @@ def _activations() -> dict[str, Callable[[Any], Any]]:
         "sigmoid": jax.nn.sigmoid,
         "tanh": jnp.tanh,
         "relu": jax.nn.relu,
+        "leaky_relu": jax.nn.leaky_relu,  # negative_slope 0.01
+        "elu": jax.nn.elu,  # alpha 1
+        "softplus": jax.nn.softplus,
+        "gelu": lambda a: jax.nn.gelu(a, approximate=False),
+        "gelu_tanh": lambda a: jax.nn.gelu(a, approximate=True),
+        "silu": jax.nn.silu,
+        "sin": jnp.sin,
     }
 
 
@@ -45,7 +52,22 @@ def _losses() -> dict[str, Callable[[Any, Any], Any]]:
     def softmax_cross_entropy(o: Any, y: Any) -> Any:
         return -jnp.mean(jnp.sum(y * jax.nn.log_softmax(o, axis=-1), axis=-1))
 
-    return {"mse": mse, "softmax_cross_entropy": softmax_cross_entropy}
+    def sigmoid_binary_cross_entropy(o: Any, y: Any) -> Any:
+        # optax.sigmoid_binary_cross_entropy, summed over outputs, batch mean
+        per_entry = -y * jax.nn.log_sigmoid(o) - (1.0 - y) * jax.nn.log_sigmoid(-o)
+        return jnp.mean(jnp.sum(per_entry, axis=-1))
+
+    def huber(o: Any, y: Any, delta: float = 1.0) -> Any:
+        r = jnp.abs(o - y)
+        per_entry = jnp.where(r <= delta, 0.5 * r**2, delta * (r - 0.5 * delta))
+        return jnp.mean(jnp.sum(per_entry, axis=-1))
+
+    return {
+        "mse": mse,
+        "softmax_cross_entropy": softmax_cross_entropy,
+        "sigmoid_binary_cross_entropy": sigmoid_binary_cross_entropy,
+        "huber": huber,
+    }
 
 
 def jax_loss(net: Network) -> Callable[..., Any]:
