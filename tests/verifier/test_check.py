@@ -1,0 +1,126 @@
+"""verify_network: the reference agrees with both oracles; wrong calls are refused clearly."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+
+from reference import Layer, Network, backward, forward, init_params
+from verifier.autodiff import jax_gradients
+from verifier.check import verify_network
+from verifier.compare import Verdict
+from verifier.errors import InvalidArgument
+from verifier.strategies import cases
+
+NET = Network(3, (Layer(4, "tanh"), Layer(2, "identity")), "mse")
+
+
+def _rel(a, b):
+    scale = max(np.max(np.abs(b)), np.finfo(float).tiny)
+    return float(np.max(np.abs(a - b)) / scale)
+
+
+@settings(max_examples=40)
+@given(cases())
+def test_the_reference_agrees_with_jax_to_1e_10_in_float64(case):
+    params = case.params()
+    x, y = case.data()
+    grads, deltas = backward(case.net, params, forward(case.net, params, x), y)
+    _, jgrads, jdeltas = jax_gradients(case.net, params, x, y)
+    for name in case.net.layer_names:
+        for key in ("W", "b"):
+            assert _rel(grads[name][key], jgrads[name][key]) <= 1e-10
+    for r in range(1, case.net.depth + 1):
+        assert _rel(deltas[r], jdeltas[r]) <= 1e-10
+
+
+@settings(max_examples=25)
+@given(cases())
+def test_the_reference_passes_verification_on_random_networks(case):
+    x, y = case.data()
+    report = verify_network(case.net, case.params(), x, y)
+    assert report.ok, report.to_markdown()
+    assert all(p.verdict is not Verdict.FAIL for layer in report.layers for p in layer.params)
+
+
+@settings(max_examples=10)
+@given(cases(max_depth=3, max_width=5, max_batch=3))
+def test_full_finite_differences_agree_with_the_reference_entry_by_entry(case):
+    x, y = case.data()
+    report = verify_network(case.net, case.params(), x, y, mode="full", method="central")
+    assert report.ok, report.to_markdown()
+    for layer in report.layers:
+        for p in layer.params:
+            rf = p.comparison("hand-written", "finite-differences")
+            assert rf is not None and rf.kind == "entrywise" and rf.n == np.prod(p.shape)
+
+
+def test_a_report_names_every_layer_and_array_with_its_tolerance():
+    params = init_params(NET)
+    x, y = np.ones((2, 3)), np.zeros((2, 2))
+    report = verify_network(NET, params, x, y)
+    assert [lay.name for lay in report.layers] == ["layer1", "layer2"]
+    assert [p.path for p in report.layer("layer1").params] == ["layer1.W", "layer1.b", "layer1.Delta"]
+    for p in report.layer("layer2").params:
+        assert p.tolerance["source"] == "model" and p.tolerance["rtol"] > 0
+        assert {(c.a, c.b) for c in p.comparisons} == {
+            ("hand-written", "jax"),
+            ("hand-written", "finite-differences"),
+            ("jax", "finite-differences"),
+        }
+
+
+def test_a_backward_that_raises_becomes_an_error_verdict_not_a_crash():
+    def broken(net, params, trace, y):
+        raise RuntimeError("boom")
+
+    params = init_params(NET)
+    report = verify_network(NET, params, np.ones((2, 3)), np.zeros((2, 2)), backward=broken)
+    assert not report.ok and report.root_cause == "layer2"
+    assert all(p.verdict is Verdict.ERROR and "boom" in p.error for lay in report.layers for p in lay.params)
+
+
+def test_a_nan_in_the_hand_written_gradient_fails_that_parameter_only():
+    def nan_bias(net, params, trace, y):
+        grads, deltas = backward(net, params, trace, y)
+        grads["layer1"]["b"] = grads["layer1"]["b"].copy()
+        grads["layer1"]["b"][0] = np.nan
+        return grads, deltas
+
+    params = init_params(NET)
+    report = verify_network(NET, params, np.ones((2, 3)), np.zeros((2, 2)), backward=nan_bias)
+    assert [p.path for p in report.failures] == ["layer1.b"]
+
+
+BAD_CALLS = [
+    ("unknown-method", dict(method="newton"), "method='newton' is not a valid choice"),
+    ("unknown-mode", dict(mode="everything"), "mode='everything' is not a valid choice"),
+    ("negative-rtol", dict(rtol=-1.0), "rtol=-1.0"),
+    ("x-wrong-width", dict(x=np.ones((2, 4))), r"x: expected shape \(batch, 3\)"),
+    ("y-wrong-shape", dict(y=np.ones((2, 3))), r"y: expected shape \(2, 2\)"),
+    ("x-nan", dict(x=np.full((2, 3), np.nan)), "NaN"),
+    ("params-missing-layer", dict(params={"layer1": init_params(NET)["layer1"]}), "layer2"),
+    (
+        "params-int",
+        dict(params={k: {n: v.astype(int) for n, v in p.items()} for k, p in init_params(NET).items()}),
+        "float32 or float64",
+    ),
+]
+
+
+@pytest.mark.parametrize("kwargs,match", [(k, m) for _, k, m in BAD_CALLS], ids=[i for i, _, _ in BAD_CALLS])
+def test_wrong_calls_raise_invalid_argument_naming_the_argument(kwargs, match):
+    args = dict(net=NET, params=init_params(NET), x=np.ones((2, 3)), y=np.zeros((2, 2)))
+    args.update(kwargs)
+    net, params, x, y = args.pop("net"), args.pop("params"), args.pop("x"), args.pop("y")
+    with pytest.raises(InvalidArgument, match=match):
+        verify_network(net, params, x, y, **args)
+
+
+def test_the_jax_oracle_leaves_the_global_x64_setting_alone():
+    import jax
+    import jax.numpy as jnp
+
+    before = jax.config.jax_enable_x64
+    jax_gradients(NET, init_params(NET), np.ones((2, 3)), np.zeros((2, 2)))
+    assert jax.config.jax_enable_x64 == before
+    assert jnp.ones(1).dtype == (jnp.float64 if before else jnp.float32)

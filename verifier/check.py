@@ -1,0 +1,258 @@
+"""Entry points that orchestrate a check: `verify_network` for the built-in reference.
+
+verify_network holds the reference backward pass (or any function with its signature, such as
+a planted bug) against the JAX oracle and finite differences of the reference forward pass,
+for every layer's W, b and Delta(h^r).
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Callable, Mapping
+
+import numpy as np
+
+import reference
+from reference import Network, Params, Trace
+from verifier import engine
+from verifier.compare import Blame, Tolerance, Verdict
+from verifier.errors import InvalidArgument, parse_enum
+from verifier.finite_diff import Evaluation, Method, Mode
+from verifier.report import LayerResult, ParamResult, Report
+
+Array = np.ndarray
+Backward = Callable[[Network, Params, Trace, Array], tuple[Params, list[Array]]]
+
+
+def verify_network(
+    net: Network,
+    params: Mapping[str, Mapping[str, Array]],
+    x: Array,
+    y: Array,
+    *,
+    backward: Backward = reference.backward,
+    method: Method | str = "auto",
+    mode: Mode | str = "auto",
+    rtol: float | None = None,
+    atol: float | None = None,
+    seed: int = 0,
+) -> Report:
+    """Check `backward` (default: the reference's) on one network and batch.
+
+    x: (batch, n_inputs); y: (batch, n_outputs); params as `reference.init_params` makes them,
+    float32 or float64. Returns a Report with, per layer, W, b and Delta (dL/dh^r)."""
+    method_ = parse_enum(Method, method, "method")
+    mode_ = parse_enum(Mode, mode, "mode")
+    tolerance = _tolerance(rtol, atol)
+    x, y, dtype = _validate(net, params, x, y)
+
+    # the hand-written side, in the parameters' own dtype
+    hand_grads: Params | None = None
+    hand_deltas: list[Array] | None = None
+    hand_error: str | None = None
+    try:
+        trace = reference.forward(net, params, x)
+        hand_grads, hand_deltas = backward(net, dict(params), trace, y)  # type: ignore[arg-type]
+    except Exception as exc:  # user code: an error verdict, never a crash
+        hand_error = engine.describe_exception(exc)
+
+    # the JAX oracle
+    jax_grads: dict[str, dict[str, Array]] | None = None
+    jax_deltas: list[Array] | None = None
+    jax_note = ""
+    try:
+        from verifier.autodiff import jax_gradients
+
+        _, jax_grads, jax_deltas = jax_gradients(net, params, x, y)
+    except Exception as exc:
+        jax_note = f"the JAX oracle failed: {engine.describe_exception(exc)}"
+
+    # finite differences of the reference forward pass in float64 (complex-safe)
+    objective, theta, slots = _network_objective(net, params, x, y)
+    for s in slots:
+        s.dtype = dtype
+        s.error = hand_error
+        name = s.path.split(".")[1]
+        if hand_error is None:
+            s.hand, s.error = _pick(hand_grads, hand_deltas, s, name)
+        if jax_grads is not None and jax_deltas is not None:
+            s.jax = jax_deltas[_unit(s.layer)] if name == "Delta" else jax_grads[s.layer][name]
+    plan = engine.Plan(method_, mode_, tolerance, seed, supports_complex=True, jax_note=jax_note)
+    results = engine.run(slots, objective, theta, plan)
+    _refine_next_steps(net, results)
+    layers = [LayerResult(name, [r for r in results if r.layer == name]) for name in net.layer_names]
+    meta = {
+        "kind": "network",
+        "network": net.to_dict(),
+        "dtype": str(dtype),
+        "batch": int(x.shape[0]),
+        "method": method_.value,
+        "mode": mode_.value,
+        "seed": seed,
+        "tolerance": tolerance.describe(dtype),
+        "jax": {"used": jax_grads is not None, "reason": jax_note},
+        "python": platform.python_version(),
+    }
+    notes = [jax_note] if jax_note else []
+    return Report(layers, meta, notes)
+
+
+def _tolerance(rtol: float | None, atol: float | None) -> Tolerance:
+    for name, value in (("rtol", rtol), ("atol", atol)):
+        if value is not None and (not isinstance(value, (int, float)) or not value >= 0 or value == float("inf")):
+            raise InvalidArgument(f"{name}={value!r}: expected a finite number >= 0, or None for the error model")
+    return Tolerance(rtol=rtol, atol=atol)
+
+
+def _validate(
+    net: Network, params: Mapping[str, Mapping[str, Array]], x: Array, y: Array
+) -> tuple[Array, Array, np.dtype]:
+    if not isinstance(net, Network):
+        raise InvalidArgument(f"net: expected a reference.Network, found {type(net).__name__}")
+    try:
+        net.check_params(params)
+    except reference.SpecError as exc:
+        raise InvalidArgument(f"params: {exc}") from None
+    dtypes = {np.asarray(v).dtype for layer in params.values() for v in layer.values()}
+    if len(dtypes) != 1 or next(iter(dtypes)) not in (np.float32, np.float64):
+        raise InvalidArgument(
+            f"params: expected float32 or float64 arrays of one dtype, found {sorted(map(str, dtypes))}; "
+            "cast with reference.init_params(net, dtype=...) or .astype(np.float64)"
+        )
+    dtype = next(iter(dtypes))
+    x = np.asarray(x)
+    y = np.asarray(y)
+    if x.ndim != 2 or x.shape[1] != net.n_inputs:
+        raise InvalidArgument(f"x: expected shape (batch, {net.n_inputs}), found {x.shape}")
+    if y.shape != (x.shape[0], net.n_outputs):
+        raise InvalidArgument(
+            f"y: expected shape ({x.shape[0]}, {net.n_outputs}) to match x and the output width, found {y.shape}"
+        )
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+        raise InvalidArgument("x, y: contain NaN or Inf; the gradient at such inputs is undefined")
+    return x.astype(dtype), y.astype(dtype), dtype
+
+
+def _unit(layer: str) -> int:
+    return int(layer.removeprefix("layer"))
+
+
+def _pick(
+    grads: Params | None, deltas: list[Array] | None, s: engine.Slot, name: str
+) -> tuple[Array | None, str | None]:
+    """The hand-written array for slot s, or an error if it is missing or misshapen."""
+    try:
+        value = deltas[_unit(s.layer)] if name == "Delta" else grads[s.layer][name]  # type: ignore[index]
+    except (KeyError, IndexError, TypeError) as exc:
+        return None, f"the backward pass returned no {s.path} ({type(exc).__name__}: {exc})"
+    value = np.asarray(value)
+    if value.shape != s.shape:
+        return None, f"the backward pass returned {s.path} of shape {value.shape}, expected {s.shape}"
+    return value, None
+
+
+def _network_objective(
+    net: Network, params: Mapping[str, Mapping[str, Array]], x: Array, y: Array
+) -> tuple[engine.Objective, Array, list[engine.Slot]]:
+    """The reference forward pass as f(theta), theta = [every W, b; every tap], in float64.
+
+    Taps (zero) are added to h^r, so the derivative along a tap entry is Delta(h^r). The
+    signature is the sign of every pre-activation of a layer with a kinked activation."""
+    x64, y64 = x.astype(np.float64), y.astype(np.float64)
+    batch = x.shape[0]
+    center = reference.forward(
+        net, {n: {k: v.astype(np.float64) for k, v in p.items()} for n, p in params.items()}, x64
+    )
+    slots: list[engine.Slot] = []
+    pieces: list[Array] = []
+    offset = 0
+    layout: list[tuple[str, str, tuple[int, ...], int]] = []
+    for name in net.layer_names:
+        for key in ("W", "b"):
+            value = np.asarray(params[name][key], np.float64)
+            slots.append(
+                engine.Slot(name, f"{name}.{key}", "parameter", value.shape, offset, np.abs(value).ravel(), value.dtype)
+            )
+            layout.append((name, key, value.shape, offset))
+            pieces.append(value.ravel())
+            offset += value.size
+    for r, name in enumerate(net.layer_names, start=1):
+        shape = (batch, net.layers[r - 1].width)
+        slots.append(
+            engine.Slot(
+                name, f"{name}.Delta", "delta", shape, offset, np.abs(center.h[r]).ravel(), np.dtype(np.float64)
+            )
+        )
+        layout.append((name, "Delta", shape, offset))
+        pieces.append(np.zeros(int(np.prod(shape))))
+        offset += int(np.prod(shape))
+    theta = np.concatenate(pieces)
+    kinked = [r for r, layer in enumerate(net.layers, start=1) if reference.get_activation(layer.activation).kinks]
+
+    def objective(points: Array) -> Evaluation:
+        m = points.shape[0]
+        stacked: dict[str, dict[str, Array]] = {name: {} for name in net.layer_names}
+        taps: dict[int, Array] = {}
+        for name, key, shape, start in layout:
+            block = points[:, start : start + int(np.prod(shape))].reshape((m, *shape))
+            if key == "Delta":
+                taps[_unit(name)] = block
+            else:
+                stacked[name][key] = block
+        trace = reference.forward(net, stacked, x64, taps)
+        losses = reference.loss(net, trace, y64)
+        signature = None
+        if kinked:
+            signature = np.concatenate(
+                [_kink_signs(trace.a[r], net.layers[r - 1].activation).reshape(m, -1) for r in kinked], axis=1
+            )
+        return Evaluation(np.asarray(losses), signature)
+
+    return objective, theta, slots
+
+
+def _kink_signs(a: Array | None, activation: str) -> Array:
+    assert a is not None
+    real = np.real(a)
+    signs = [np.sign(real - k).astype(np.int8) for k in reference.get_activation(activation).kinks]
+    return signs[0] if len(signs) == 1 else np.concatenate(signs, axis=-1)
+
+
+def _refine_next_steps(net: Network, results: list[ParamResult]) -> None:
+    """Turn the per-layer Delta comparison into a pointer at the step of the recursion that
+    went wrong."""
+    by_path = {r.path: r for r in results}
+
+    def failing(path: str) -> bool:
+        r = by_path.get(path)
+        return r is not None and r.verdict is Verdict.FAIL and r.blame is Blame.HAND_WRITTEN
+
+    for r in results:
+        if not failing(r.path):
+            continue
+        unit = _unit(r.layer)
+        if r.kind == "delta":
+            consumers = net.consumers(unit)
+            if not consumers:
+                hint = (
+                    f"Delta(h^{unit}) = dL/do is wrong: check the derivative of the loss {net.loss!r} "
+                    "(including the 1/batch factor)."
+                )
+            elif not any(failing(f"layer{c}.Delta") for c in consumers):
+                via = ", ".join(f"layer{c}" for c in consumers)
+                hint = (
+                    f"Delta(h^{unit}) is wrong while the Delta of the layer(s) reading h^{unit} ({via}) is right: "
+                    f"check the step that sends Delta back to h^{unit}: (Delta * alpha'(a)) @ W of {via}"
+                    + (", summed over every consumer, not overwritten" if len(consumers) > 1 else "")
+                    + "."
+                )
+            else:
+                hint = "this Delta inherits a wrong Delta from a later layer: fix that layer first."
+        elif not failing(f"{r.layer}.Delta"):
+            hint = (
+                f"Delta(h^{unit}) is right but {r.path} is wrong: check dL/da = Delta * alpha'(a) (at a, not h), "
+                "dW = (dL/da)^T @ layer input, db = dL/da summed over the batch."
+            )
+        else:
+            hint = f"{r.layer}'s Delta is wrong too: fix the Delta first."
+        r.next_step = f"{r.next_step} {hint}".strip()

@@ -1,0 +1,297 @@
+"""The checking engine shared by every entry point.
+
+A check is a list of slots (one per checked array: a parameter, or a layer's Delta), each with
+the hand-written gradient, the JAX gradient when there is one, and its place in a flat vector
+theta over which an objective evaluates the loss. The engine plans the finite differences
+(full, sampled, directional, or auto: a directional screen, then entry-by-entry localization
+where the screen fails), runs them in vectorized batches, compares every pair of sides with
+the tolerance model, and arbitrates a verdict per slot.
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from verifier.compare import Blame, Comparison, Status, Tolerance, Verdict, arbitrate, compare
+from verifier.finite_diff import (
+    Estimate,
+    Items,
+    Method,
+    Mode,
+    Objective,
+    estimate,
+    random_directions,
+    sample_entries,
+)
+from verifier.report import ParamResult
+
+Array = np.ndarray
+HAND, JAX, FD = "hand-written", "jax", "finite-differences"
+DIRECTIONS_PER_SLOT = 2
+SAMPLED_ENTRIES = 16
+FULL_LOCALIZATION_LIMIT = 4096
+
+
+@dataclass
+class Slot:
+    """One checked array. `start`/`size` place it in theta; `magnitude` (size,) sets the
+    finite-difference step of each entry; `dtype` is the hand-written gradient's dtype."""
+
+    layer: str
+    path: str
+    kind: str
+    shape: tuple[int, ...]
+    start: int
+    magnitude: Array
+    dtype: np.dtype
+    hand: Array | None = None
+    jax: Array | None = None
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+
+@dataclass
+class Plan:
+    method: Method
+    mode: Mode
+    tolerance: Tolerance
+    seed: int
+    supports_complex: bool
+    jax_note: str = ""
+
+
+def describe_exception(exc: BaseException) -> str:
+    """`Type: message` plus the innermost frame, for a verdict of `error`."""
+    tb = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {tb[-1].filename}:{tb[-1].lineno} in {tb[-1].name})" if tb else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+def harness_rng(seed: int) -> np.random.Generator:
+    """The harness's own stream: seeded, but never the stream a user draws data from with a
+    plain default_rng(seed)."""
+    return np.random.default_rng([seed, 0x9E3779B9, 0x6A09E667])
+
+
+def run(slots: list[Slot], objective: Objective, theta: Array, plan: Plan) -> list[ParamResult]:
+    rng = harness_rng(plan.seed)
+    checkable = [s for s in slots if s.error is None and s.hand is not None]
+    first_mode = Mode.DIRECTIONAL if plan.mode is Mode.AUTO else plan.mode
+    fd = _finite_differences(checkable, objective, theta, plan, first_mode, rng)
+    results = {s.path: _judge(s, fd.get(s.path), plan) for s in checkable}
+    if plan.mode is Mode.AUTO:
+        suspects = [s for s in checkable if _needs_localization(results[s.path])]
+        if suspects:
+            fd2 = _finite_differences(suspects, objective, theta, plan, Mode.FULL, rng)
+            for s in suspects:
+                results[s.path] = _judge(s, fd2.get(s.path), plan)
+    out = []
+    for s in slots:
+        if s.path in results:
+            out.append(results[s.path])
+        else:
+            out.append(
+                ParamResult(
+                    s.path,
+                    s.layer,
+                    s.kind,
+                    list(s.shape),
+                    Verdict.ERROR,
+                    Blame.USER_CODE,
+                    explanation="the hand-written gradient could not be computed",
+                    error=s.error,
+                    next_step=f"fix the exception raised while computing {s.path}: {s.error}",
+                )
+            )
+    return out
+
+
+@dataclass
+class _SlotFD:
+    kind: str  # "entrywise" | "directional"
+    estimate: Estimate
+    entries: Array | None = None  # local flat indices (entrywise)
+    directions: Array | None = None  # (k, size) (directional)
+
+
+def _finite_differences(
+    slots: list[Slot], objective: Objective, theta: Array, plan: Plan, mode: Mode, rng: np.random.Generator
+) -> dict[str, _SlotFD]:
+    """One batched finite-difference run over every slot, in the given (non-auto) mode."""
+    n = theta.size
+    out: dict[str, _SlotFD] = {}
+    if mode is Mode.DIRECTIONAL:
+        dirs = [random_directions(rng, DIRECTIONS_PER_SLOT, s.size) for s in slots]
+        if not dirs:
+            return out
+        dense = np.zeros((sum(len(d) for d in dirs), n))
+        scale = np.empty(len(dense))
+        row = 0
+        for s, d in zip(slots, dirs, strict=True):
+            dense[row : row + len(d), s.start : s.start + s.size] = d
+            scale[row : row + len(d)] = np.sqrt(np.mean(s.magnitude**2))
+            row += len(d)
+        est = _estimate(objective, theta, Items(directions=dense), scale, plan)
+        row = 0
+        for s, d in zip(slots, dirs, strict=True):
+            out[s.path] = _SlotFD("directional", _take(est, slice(row, row + len(d))), directions=d)
+            row += len(d)
+        return out
+    local = []
+    for s in slots:
+        if mode is Mode.FULL and s.size <= FULL_LOCALIZATION_LIMIT:
+            local.append(np.arange(s.size))
+        elif mode is Mode.FULL:  # too many entries: the worst suspects plus a random sample
+            local.append(_suspect_entries(s, rng))
+        else:
+            local.append(sample_entries(rng, s.size, SAMPLED_ENTRIES))
+    if not local:
+        return out
+    flat = np.concatenate([s.start + idx for s, idx in zip(slots, local, strict=True)])
+    scale = np.concatenate([s.magnitude[idx] for s, idx in zip(slots, local, strict=True)])
+    est = _estimate(objective, theta, Items(entries=flat), scale, plan)
+    row = 0
+    for s, idx in zip(slots, local, strict=True):
+        out[s.path] = _SlotFD("entrywise", _take(est, slice(row, row + len(idx))), entries=idx)
+        row += len(idx)
+    return out
+
+
+def _estimate(objective: Objective, theta: Array, items: Items, scale: Array, plan: Plan) -> Estimate:
+    return estimate(objective, theta, items, scale, method=plan.method, supports_complex=plan.supports_complex)
+
+
+def _suspect_entries(s: Slot, rng: np.random.Generator) -> Array:
+    picks = [sample_entries(rng, s.size, FULL_LOCALIZATION_LIMIT // 2)]
+    if s.jax is not None and s.hand is not None:
+        diff = np.abs(np.ravel(s.hand) - np.ravel(s.jax))
+        picks.append(np.argsort(diff)[-FULL_LOCALIZATION_LIMIT // 2 :])
+    return np.unique(np.concatenate(picks))
+
+
+def _take(est: Estimate, sl: slice) -> Estimate:
+    return Estimate(est.value[sl], est.error[sl], est.kink[sl], est.method[sl], est.evaluations)
+
+
+def _needs_localization(r: ParamResult) -> bool:
+    return any(c.kind == "directional" and c.status is Status.DISAGREE for c in r.comparisons)
+
+
+def _judge(s: Slot, fd: _SlotFD | None, plan: Plan) -> ParamResult:
+    assert s.hand is not None
+    tol = plan.tolerance
+    hand = np.asarray(s.hand, np.float64).ravel()
+    jax = None if s.jax is None else np.asarray(s.jax, np.float64).ravel()
+    f64 = np.dtype(np.float64)
+    scale_ref = np.abs(jax) if jax is not None else np.abs(np.where(np.isfinite(hand), hand, 0.0))
+    comps: list[Comparison] = []
+
+    if jax is not None:
+        rj = compare(
+            HAND,
+            JAX,
+            "entrywise",
+            hand,
+            jax,
+            tol.bounds(jax, np.zeros_like(jax), scale_ref.max(initial=0.0), s.dtype),
+            shape=s.shape,
+        )
+    else:
+        rj = Comparison.unavailable(HAND, JAX, "entrywise", plan.jax_note)
+    comps.append(rj)
+
+    fd_info: dict[str, object] = {}
+    if fd is None:
+        rf = Comparison.unavailable(HAND, FD, "-", "no finite differences were run")
+        jf = Comparison.unavailable(JAX, FD, "-", "no finite differences were run")
+    else:
+        e = fd.estimate
+        if fd.kind == "entrywise":
+            assert fd.entries is not None
+            h_items = hand[fd.entries]
+            j_items = None if jax is None else jax[fd.entries]
+            floor: Array | float = scale_ref.max(initial=0.0)
+            shape: tuple[int, ...] | None = s.shape
+        else:
+            assert fd.directions is not None
+            h_items = fd.directions @ np.where(np.isfinite(hand), hand, 0.0)
+            h_items = np.where(np.all(np.isfinite(hand)), h_items, np.nan)
+            j_items = None if jax is None else fd.directions @ jax
+            floor = np.abs(fd.directions) @ scale_ref
+            shape = None
+        rf = compare(
+            HAND, FD, fd.kind, h_items, e.value, tol.bounds(e.value, e.error, floor, s.dtype), e.error, e.kink, shape
+        )
+        if (
+            fd.kind == "entrywise"
+            and rf.worst_index is not None
+            and fd.entries is not None
+            and len(fd.entries) < s.size
+        ):
+            rf.note = "entries checked: a sample (the worst suspects and a random draw)"
+        if j_items is not None:
+            jf = compare(
+                JAX, FD, fd.kind, j_items, e.value, tol.bounds(e.value, e.error, floor, f64), e.error, e.kink, shape
+            )
+        else:
+            jf = Comparison.unavailable(JAX, FD, fd.kind, plan.jax_note)
+        fd_info = {
+            "mode": fd.kind,
+            "items": len(e.value),
+            "methods": sorted(set(e.method)),
+            "evaluations": int(e.evaluations),
+            "max_error_estimate": float(np.max(e.error, initial=0.0)),
+            "kinks": int(e.kink.sum()),
+        }
+    comps += [rf, jf]
+
+    verdict, blame, why = arbitrate(rj.status, rf.status, jf.status)
+    if verdict is Verdict.PASS and _all_zero(hand, jax, rf):
+        verdict, why = Verdict.NOT_EXERCISED, "the gradient is exactly zero on every side: this check proves nothing"
+    result = ParamResult(
+        s.path,
+        s.layer,
+        s.kind,
+        list(s.shape),
+        verdict,
+        blame,
+        why,
+        comps,
+        tolerance=tol.describe(s.dtype),
+        finite_differences=fd_info,
+    )
+    result.next_step = next_step(result) if verdict is Verdict.FAIL else ""
+    return result
+
+
+def _all_zero(hand: Array, jax: Array | None, rf: Comparison) -> bool:
+    if np.any(hand != 0) or (jax is not None and np.any(jax != 0)):
+        return False
+    return rf.status in (Status.AGREE, Status.UNAVAILABLE, Status.INCONCLUSIVE)
+
+
+def next_step(r: ParamResult) -> str:
+    """A generic next step from the deciding comparison; entry points may refine it."""
+    w = r.worst
+    where = ""
+    if w is not None and w.worst_index is not None:
+        item = f"entry {tuple(w.worst_index)}" if w.kind == "entrywise" else f"random direction {w.worst_index[0]}"
+        where = f" worst at {item}: {w.a}={w.worst_a:.9g}, {w.b}={w.worst_b:.9g}, tolerance {w.worst_tol:.2e}."
+    if r.blame is Blame.JAX:
+        return (
+            f"{r.path}: the JAX model disagrees with the function's own finite differences;{where} "
+            "compare the JAX version of the function with the function."
+        )
+    if r.blame is Blame.UNDETERMINED:
+        return (
+            f"{r.path}: no two sides agree;{where} check that the function is deterministic and smooth "
+            "near these parameters."
+        )
+    return f"{r.path} is wrong in the backward of {r.layer};{where}"
