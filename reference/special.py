@@ -64,7 +64,7 @@ def _evaluate(z: Array, real_fn: Callable[..., object], sign: float) -> Array:
     too_large = np.abs(t) > _MAX_IMAG
     if np.any(too_large):
         raise ValueError(
-            f"erf/erfc: imaginary part {t[too_large].flat[0]!r} is too large; this erf serves "
+            f"erf/erfc: imaginary part {float(t[too_large].flat[0])!r} is too large; this erf serves "
             f"complex-step derivatives and needs |Im z| <= {_MAX_IMAG}"
         )
     return (value + sign * _taylor_tail(x, t)).astype(z.dtype)
