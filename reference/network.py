@@ -67,7 +67,7 @@ class Network:
                 )
             inputs = (r - 1,) if layer.inputs is None else layer.inputs
             if not inputs:
-                raise SpecError(f"{where}: `inputs` is empty; list at least one earlier unit")
+                raise SpecError(f"{where}: `inputs` is empty; list at least one earlier unit (0 to {r - 1})")
             for i in inputs:
                 if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= i < r:
                     raise SpecError(
@@ -75,7 +75,9 @@ class Network:
                         f"valid inputs are 0 (network input) to {r - 1}"
                     )
             if len(set(inputs)) != len(inputs):
-                raise SpecError(f"{where}: `inputs` {inputs} lists a unit twice")
+                raise SpecError(
+                    f"{where}: `inputs` {inputs} lists a unit twice; list each of the units 0 to {r - 1} at most once"
+                )
             resolved.append(Layer(layer.width, layer.activation, tuple(int(i) for i in inputs)))
         if not isinstance(self.loss, str) or self.loss not in LOSSES:
             raise SpecError(f"network: unknown loss {self.loss!r}; choose one of {sorted(LOSSES)}")
