@@ -73,30 +73,56 @@ def loss(net: Network, trace: Trace, y: Array) -> Array:
 
 
 def backward(
-    net: Network, params: Mapping[str, Mapping[str, Array]], trace: Trace, y: Array
+    net: Network,
+    params: Mapping[str, Mapping[str, Array]],
+    trace: Trace,
+    y: Array,
+    *,
+    input_delta: bool = True,
 ) -> tuple[Params, list[Array]]:
     """The Delta recursion. Returns (grads shaped like params, deltas) with
-    deltas[r] = Delta(h^r) = dL/dh^r for r = 0..k (deltas[0] is dL/dx)."""
+    deltas[r] = Delta(h^r) = dL/dh^r for r = 0..k (deltas[0] is dL/dx).
+
+    `input_delta=False` skips dL/dx, which no parameter gradient needs: a layer that reads only the
+    input then saves the matmul dL/da^r @ W^r (a third of the backward pass of a net whose first
+    layer dominates), a layer with a skip from the input multiplies only the other columns of W^r;
+    deltas[0] is then zeros. A unit that no layer reads gets zeros, its true Delta.
+    """
     k = net.depth
-    deltas: list[Array] = [np.zeros_like(h) for h in trace.h]
-    deltas[k] = get_loss(net.loss).grad(trace.output, y)
+    acc: list[Array | None] = [None] * (k + 1)  # Delta(h^i), summed over the layers that read h^i
+    acc[k] = get_loss(net.loss).grad(trace.output, y)
     grads: Params = {}
     for r in range(k, 0, -1):
-        a_r = trace.a[r]
+        a_r, delta_r = trace.a[r], acc[r]
         assert a_r is not None
+        if delta_r is None:  # no later layer reads h^r: Delta(h^r) = 0
+            delta_r = acc[r] = np.zeros_like(trace.h[r])
         p = params[layer_name(r)]
-        d_a = deltas[r] * get_activation(net.layers[r - 1].activation).df(a_r)
-        inp = layer_input(net, trace.h, r)
+        activation = net.layers[r - 1].activation
+        # dL/da^r = Delta(h^r) * alpha'(a^r); alpha' = 1 for identity, so the product is skipped
+        d_a = delta_r if activation == "identity" else delta_r * get_activation(activation).df(a_r)
         grads[layer_name(r)] = {
-            "W": np.swapaxes(d_a, -1, -2) @ inp,
+            "W": np.swapaxes(d_a, -1, -2) @ layer_input(net, trace.h, r),
             "b": d_a.sum(axis=-2),
         }
-        d_inp = d_a @ p["W"]
-        col = 0
+        # Delta(h^i) += (dL/da^r @ W^r)[columns of h^i], for every input i of layer r
+        blocks, col = [], 0
         for i in net.inputs_of(r):
             w = net.width_of(i)
-            deltas[i] = deltas[i] + d_inp[..., col : col + w]
+            if input_delta or i != 0:
+                blocks.append((i, col, w))
             col += w
+        if not blocks:
+            continue
+        if len(blocks) == len(net.inputs_of(r)):
+            d_inp = d_a @ p["W"]
+            pieces = [d_inp if len(blocks) == 1 else d_inp[..., c : c + w] for _, c, w in blocks]
+        else:  # only the columns of the units whose Delta is wanted
+            pieces = [d_a @ p["W"][..., c : c + w] for _, c, w in blocks]
+        for (i, _, _), piece in zip(blocks, pieces, strict=True):
+            prev = acc[i]
+            acc[i] = piece if prev is None else prev + piece  # sum over every edge leaving h^i
+    deltas = [np.zeros_like(h) if d is None else d for h, d in zip(trace.h, acc, strict=True)]
     return {name: grads[name] for name in net.layer_names}, deltas
 
 
@@ -105,5 +131,5 @@ def loss_and_grads(
 ) -> tuple[Array, Params]:
     """(L, dL/dparams) for one batch."""
     trace = forward(net, params, x)
-    grads, _ = backward(net, params, trace, y)
+    grads, _ = backward(net, params, trace, y, input_delta=False)
     return loss(net, trace, y), grads
