@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from reference.losses import LOSSES
-from verifier.autodiff import _losses
+from verifier.autodiff import batch_loss
 
 NAMES = sorted(LOSSES)
 RTOL, ATOL = 1e-12, 1e-15
@@ -47,7 +47,7 @@ def outputs(scale: float, rng: np.random.Generator, shape: tuple[int, ...]) -> n
 
 
 def jax_value_and_grad(name: str, o: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
-    fn = _losses()[name]
+    fn = batch_loss(name)
     with jax.enable_x64(True):
         value, grad = jax.value_and_grad(fn)(jnp.asarray(o), jnp.asarray(y))
         return float(value), np.asarray(grad)
