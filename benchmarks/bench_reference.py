@@ -12,17 +12,15 @@ input_delta=True, which adds dL/dx (one more matmul in the first layer).
 
 from __future__ import annotations
 
-import statistics
 import sys
-import time
-from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-from threadpoolctl import threadpool_info, threadpool_limits
+from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.timing import blas_line, median_seconds
 from reference import Network, backward, build, forward, init_params, loss, loss_and_grads
 
 BATCH = 32
@@ -32,25 +30,6 @@ SIZES: dict[str, Network] = {
     "medium": build(64, [(128, "tanh"), (128, "tanh"), (10, "identity")], loss="softmax_cross_entropy"),
     "large": build(784, [(512, "tanh"), (10, "identity")], loss="softmax_cross_entropy"),
 }
-
-
-def median_seconds(fns: Sequence[Callable[[], object]], repeats: int) -> list[float]:
-    """Median wall time of each fn over `repeats` calls, after a warm-up of a tenth as many.
-
-    The functions are called in turn (fn0, fn1, ..., fn0, fn1, ...) rather than one batch after
-    the other, so that load from other processes weighs on every figure alike and the ratios
-    stay meaningful on a busy machine.
-    """
-    for _ in range(max(3, repeats // 10)):
-        for fn in fns:
-            fn()
-    times: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, bucket in zip(fns, times, strict=True):
-            start = time.perf_counter()
-            fn()
-            bucket.append(time.perf_counter() - start)
-    return [statistics.median(bucket) for bucket in times]
 
 
 def measure(net: Network, repeats: int) -> list[float]:
@@ -72,8 +51,7 @@ def measure(net: Network, repeats: int) -> list[float]:
 
 def main() -> int:
     with threadpool_limits(1):
-        libs = ", ".join(sorted({f"{i['internal_api']} ({i['num_threads']})" for i in threadpool_info()}))
-        print(f"BLAS threads pinned to 1 with threadpoolctl: {libs or 'no BLAS found'}")
+        print(blas_line())
         print(f"batch {BATCH}, float64, median over many repeats after warm-up; target (fwd+bwd)/fwd <= {TARGET}")
         print(f"{'size':<8}{'params':>9}{'forward':>13}{'fwd+bwd':>13}{'ratio':>8}{'ratio with dL/dx':>19}")
         worst = 0.0
