@@ -216,7 +216,7 @@ def mlp_26k(full_gradcheck: bool) -> None:
             full = torch_gradcheck(net, fast=False)
             assert full is not None
             print(
-                f"{'torch gradcheck fast_mode=False':<40}{full * 1e3:9.0f} ms   gradcheck-full/ours = {full / warm:.0f}x"
+                f"{'torch gradcheck fast_mode=False':<40}{full * 1e3:9.0f} ms   full/ours = {full / warm:.0f}x"
             )
     jx = jax_check_grads(net)
     print(
