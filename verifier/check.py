@@ -1,27 +1,33 @@
-"""Entry points that orchestrate a check: `verify_network` for the built-in reference.
+"""Entry points that orchestrate a check.
 
-verify_network holds the reference backward pass (or any function with its signature, such as
-a planted bug) against the JAX oracle and finite differences of the reference forward pass,
-for every layer's W, b and Delta(h^r).
+- `verify_network`: the built-in reference. It holds the reference backward pass (or any
+  function with its signature, such as a planted bug) against the JAX oracle and finite
+  differences of the reference forward pass, for every layer's W, b and Delta(h^r).
+- `check_grads` / `assert_grads_close`: another project's hand-written gradient of a scalar loss
+  over a pytree of parameters (verifier.functions holds the machinery).
+- `check_vjp`: a hand-written vector-Jacobian product, reduced to check_grads of the scalar
+  <cotangent, fn(inputs)>, whose gradient is vjp(cotangent).
 """
 
 from __future__ import annotations
 
 import platform
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 import reference
 from reference import Network, Params, Trace
-from verifier import engine
+from verifier import engine, functions, pytrees
 from verifier.compare import Blame, Tolerance, Verdict
-from verifier.errors import InvalidArgument, parse_enum
+from verifier.errors import GradientMismatch, InvalidArgument, parse_enum
 from verifier.finite_diff import Evaluation, Method, Mode
 from verifier.report import LayerResult, ParamResult, Report
 
 Array = np.ndarray
 Backward = Callable[[Network, Params, Trace, Array], tuple[Params, list[Array]]]
+LossFn = Callable[[Any], Any]
 
 
 def verify_network(
@@ -95,6 +101,193 @@ def verify_network(
     }
     notes = [jax_note] if jax_note else []
     return Report(layers, meta, notes)
+
+
+def check_grads(
+    loss_fn: LossFn,
+    params: Any,
+    grad_fn: LossFn,
+    *,
+    jax_loss_fn: LossFn | None = None,
+    method: Method | str = "auto",
+    mode: Mode | str = "auto",
+    rtol: float | None = None,
+    atol: float | None = None,
+    seed: int = 0,
+    layers: Sequence[str] | None = None,
+) -> Report:
+    """Check `grad_fn` against JAX autodiff of `loss_fn` (when JAX can trace it, or of
+    `jax_loss_fn`) and against finite differences of `loss_fn`.
+
+    loss_fn(params) -> scalar; grad_fn(params) -> a pytree shaped like params. params: any pytree
+    of float arrays (dict, list, tuple, nested). A layer is the first path component of a leaf
+    (`layer1` of `layer1.W`); layers run in the order params lists them, the last one nearest the
+    output, unless `layers` gives the order. The report's root cause is the first failing layer
+    counted from the output end. Tolerances come from the error model unless rtol/atol are given."""
+    method_, mode_, tolerance = _options(method, mode, rtol, atol, seed)
+    _require_callable(loss_fn=loss_fn, grad_fn=grad_fn, jax_loss_fn=jax_loss_fn)
+    tree = pytrees.flatten(params, layers)
+    return functions.check_function(
+        loss_fn,
+        grad_fn,
+        tree,
+        jax_loss_fn=jax_loss_fn,
+        method=method_,
+        mode=mode_,
+        tolerance=tolerance,
+        seed=seed,
+        names=functions.Names(),
+    )
+
+
+def assert_grads_close(
+    loss_fn: LossFn,
+    params: Any,
+    grad_fn: LossFn,
+    *,
+    jax_loss_fn: LossFn | None = None,
+    method: Method | str = "auto",
+    mode: Mode | str = "auto",
+    rtol: float | None = None,
+    atol: float | None = None,
+    seed: int = 0,
+    layers: Sequence[str] | None = None,
+) -> Report:
+    """check_grads, raising GradientMismatch (an AssertionError) with the per-layer table when a
+    parameter fails or errors. Inconclusive and not-exercised parameters do not raise."""
+    report = check_grads(
+        loss_fn,
+        params,
+        grad_fn,
+        jax_loss_fn=jax_loss_fn,
+        method=method,
+        mode=mode,
+        rtol=rtol,
+        atol=atol,
+        seed=seed,
+        layers=layers,
+    )
+    if not report.ok:
+        raise GradientMismatch(report.to_markdown(), report)
+    return report
+
+
+def check_vjp(
+    fn: LossFn,
+    vjp_fn: Callable[..., Any],
+    inputs: Sequence[Any],
+    *,
+    seed: int = 0,
+    names: Sequence[str] | None = None,
+    method: Method | str = "auto",
+    mode: Mode | str = "auto",
+    rtol: float | None = None,
+    atol: float | None = None,
+) -> Report:
+    """Check a hand-written vector-Jacobian product: vjp_fn(cotangent, *inputs) -> one gradient
+    per input, cotangent shaped like fn(*inputs) -> array.
+
+    A random cotangent u (the harness's own stream, from `seed`) turns the check into one of a
+    scalar: L(inputs) = <u, fn(*inputs)>, whose gradient is vjp_fn(u, *inputs). Its directional
+    screen compares <u, J v> with <vjp(u), v> along random v, and inputs that fail it are
+    localized entry by entry. Each input is a layer of the report, named input0, input1, ...
+    unless `names` are given; the last input counts as nearest the output."""
+    method_, mode_, tolerance = _options(method, mode, rtol, atol, seed)
+    _require_callable(fn=fn, vjp_fn=vjp_fn)
+    labels = _input_names(inputs, names)
+    tree = pytrees.flatten(dict(zip(labels, inputs, strict=True)), argument="inputs")
+    cotangent, failure = _cotangent(fn, tree, labels, seed)
+    weights = cotangent.astype(np.float64)
+
+    def loss(p: Mapping[str, Any]) -> Any:
+        if failure is not None:
+            raise failure
+        return (fn(*[p[n] for n in labels]) * weights).sum()
+
+    def grad(p: Mapping[str, Any]) -> dict[str, Any]:
+        if failure is not None:
+            raise failure
+        return _per_input(vjp_fn(cotangent.copy(), *[p[n] for n in labels]), labels)
+
+    report = functions.check_function(
+        loss,
+        grad,
+        tree,
+        jax_loss_fn=None,
+        method=method_,
+        mode=mode_,
+        tolerance=tolerance,
+        seed=seed,
+        names=functions.Names("<cotangent, fn(*inputs)>", "vjp_fn(cotangent, *inputs)", "inputs", "input"),
+    )
+    report.meta["cotangent"] = {"shape": list(cotangent.shape), "dtype": str(cotangent.dtype), "seed": seed}
+    return report
+
+
+def _options(
+    method: Method | str, mode: Mode | str, rtol: float | None, atol: float | None, seed: int
+) -> tuple[Method, Mode, Tolerance]:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InvalidArgument(f"seed={seed!r}: expected an integer >= 0")
+    return parse_enum(Method, method, "method"), parse_enum(Mode, mode, "mode"), _tolerance(rtol, atol)
+
+
+def _require_callable(**functions_: object) -> None:
+    for name, fn in functions_.items():
+        if fn is not None and not callable(fn):
+            raise InvalidArgument(
+                f"{name}: expected a function, found {type(fn).__name__} {fn!r:.60}; pass the function itself, "
+                f"not the result of calling it"
+            )
+        if fn is None and name != "jax_loss_fn":
+            raise InvalidArgument(f"{name}: expected a function, found None")
+
+
+def _input_names(inputs: Sequence[Any], names: Sequence[str] | None) -> list[str]:
+    if not isinstance(inputs, (tuple, list)) or not inputs:
+        raise InvalidArgument(
+            f"inputs: expected a non-empty tuple of arrays, one per argument of fn, found {type(inputs).__name__}; "
+            "wrap a single input as (x,)"
+        )
+    if names is None:
+        return [f"input{i}" for i in range(len(inputs))]
+    labels = list(names) if isinstance(names, (tuple, list)) else []
+    if (
+        len(labels) != len(inputs)
+        or len(set(labels)) != len(labels)
+        or not all(isinstance(n, str) and n for n in labels)
+    ):
+        raise InvalidArgument(
+            f"names={names!r}: expected {len(inputs)} distinct non-empty strings, one per input, in the order of inputs"
+        )
+    return labels
+
+
+def _cotangent(fn: LossFn, tree: pytrees.Tree, labels: list[str], seed: int) -> tuple[Array, Exception | None]:
+    """A random cotangent shaped like fn(*inputs), from the harness's own stream (a child of
+    it, so that it is not the stream the finite-difference directions come from)."""
+    p = tree.copy()
+    try:
+        y = np.asarray(fn(*[p[n] for n in labels]))
+    except Exception as exc:  # user code: an error verdict, never a crash
+        return np.zeros(()), exc
+    if y.dtype.kind != "f":
+        raise InvalidArgument(
+            f"fn(*inputs) returned {y.dtype} values of shape {y.shape}; expected one float array (a function with "
+            "several outputs: check each output, or concatenate them)"
+        )
+    rng = engine.harness_rng(seed).spawn(1)[0]
+    return rng.standard_normal(y.shape).astype(y.dtype), None
+
+
+def _per_input(out: Any, labels: list[str]) -> dict[str, Any]:
+    if not isinstance(out, (tuple, list)) or len(out) != len(labels):
+        found = f"{len(out)} gradients" if isinstance(out, (tuple, list)) else type(out).__name__
+        raise InvalidArgument(
+            f"vjp_fn(cotangent, *inputs) returned {found}; expected a tuple of {len(labels)}, one gradient per "
+            f"input ({', '.join(labels)}), in the order of inputs"
+        )
+    return dict(zip(labels, out, strict=True))
 
 
 def _tolerance(rtol: float | None, atol: float | None) -> Tolerance:

@@ -1,0 +1,589 @@
+"""Checking a user's loss and hand-written gradient: the three sides and their misbehaviour.
+
+- The loss: called once at params to check it returns a scalar, then at the same point in float64
+  (inside a scoped `jax.enable_x64`, so that a jax.numpy loss computes in float64 too). A loss that
+  rejects float64 parameters, or computes in float32 anyway, is evaluated in the parameters' own
+  dtypes with finite-difference steps sized for that precision, and the report says so.
+- The hand-written gradient: called twice, each time on a fresh copy of params. The copy is
+  compared before and after the call (a gradient that writes to its input is reported), and the
+  two answers are compared with each other (nondeterminism is reported with its size).
+- The JAX oracle: jax.grad of the loss (or of `jax_loss_fn`) in float64, when JAX can trace it.
+  A loss that contains a `jax.custom_vjp` rule is not used: JAX would run the backward under test.
+- Finite differences: the engine's objective over the flat float64 theta, one loss call per point.
+  A point where the loss raises or is not finite is dropped: the slots it touched are checked
+  again with those points marked, so the stencil takes its clean side or the item is inconclusive.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from verifier import engine
+from verifier.compare import Blame, Status, Tolerance, Verdict, compare
+from verifier.errors import InvalidArgument
+from verifier.finite_diff import EPS, Evaluation, Method, Mode
+from verifier.pytrees import Tree, path_of
+from verifier.report import LayerResult, ParamResult, Report
+
+Array = np.ndarray
+F64 = np.dtype(np.float64)
+COMPLEX_PROBE_STEP = 1e-20
+
+
+@dataclass(frozen=True)
+class Names:
+    """How messages name the user's functions and their argument (check_grads or check_vjp)."""
+
+    loss: str = "loss_fn(params)"
+    grad: str = "grad_fn(params)"
+    where: str = "params"
+    kind: str = "parameter"
+
+
+@contextlib.contextmanager
+def float64_jax() -> Iterator[None]:
+    """Scoped float64 for jax.numpy code; the caller's global JAX setting is left alone."""
+    import jax
+
+    with jax.enable_x64(True):
+        yield
+
+
+def scalar_loss(value: Any, who: str) -> Array:
+    """`value` as a 0-d array; InvalidArgument unless it is one real or complex number."""
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "fiuc":
+        raise InvalidArgument(f"{who} returned {type(value).__name__} {value!r:.80}; expected a scalar loss (a float)")
+    if arr.size != 1:
+        raise InvalidArgument(
+            f"{who} returned an array of shape {arr.shape}; expected a scalar loss: reduce it inside the "
+            "function (e.g. .sum() or .mean() over the batch)"
+        )
+    return arr.reshape(())
+
+
+def _short(exc: BaseException) -> str:
+    """The first line of `Type: message`: JAX's tracing errors run to paragraphs."""
+    lines = f"{type(exc).__name__}: {exc}".strip().splitlines()
+    return lines[0][:300]
+
+
+# --- the loss ------------------------------------------------------------------------------
+
+
+@dataclass
+class LossProbe:
+    """The loss at params, as finite differences evaluate it: `dtypes` per leaf, the dtype it
+    computes in (`precision`), or `error` when it cannot be evaluated there."""
+
+    value: float = float("nan")
+    error: str | None = None
+    dtypes: list[np.dtype] = field(default_factory=list)
+    precision: np.dtype = F64
+    notes: list[str] = field(default_factory=list)
+    nonfinite_points: int = 0
+
+    def step_factor(self, method: Method) -> float:
+        """Finite-difference steps are sized for float64 round-off; a loss computed in lower
+        precision needs steps larger by (eps_d / eps_64)^(1/5) (Richardson) or ^(1/3) (central)."""
+        ratio = float(np.finfo(self.precision).eps) / EPS
+        if method is Method.COMPLEX_STEP or ratio <= 1:
+            return 1.0
+        return ratio ** (1 / 3) if method is Method.CENTRAL else ratio ** (1 / 5)
+
+
+def _evaluate(loss_fn: Callable[[Any], Any], tree: Tree, dtypes: list[np.dtype], who: str) -> Array:
+    with float64_jax():
+        arrays = tree.split(tree.theta, dtypes)
+        return scalar_loss(loss_fn(tree.rebuild(arrays)), who)
+
+
+def probe_loss(loss_fn: Callable[[Any], Any], tree: Tree, method: Method, names: Names) -> LossProbe:
+    try:
+        scalar_loss(loss_fn(tree.copy()), names.loss)
+    except InvalidArgument:
+        raise
+    except Exception as exc:  # user code: an error verdict, never a crash
+        return LossProbe(error=f"{names.loss} raised: {engine.describe_exception(exc)}")
+    native = [leaf.dtype for leaf in tree.leaves]
+    probe = LossProbe(dtypes=[F64] * len(native))
+    try:
+        value = _evaluate(loss_fn, tree, probe.dtypes, names.loss)
+    except InvalidArgument:
+        raise
+    except Exception as exc:
+        if native == probe.dtypes:
+            return LossProbe(error=f"{names.loss} raised in float64: {engine.describe_exception(exc)}")
+        try:
+            value = _evaluate(loss_fn, tree, native, names.loss)
+        except Exception as again:
+            return LossProbe(error=f"{names.loss} raised: {engine.describe_exception(again)}")
+        probe.dtypes = native
+        probe.notes.append(
+            f"{names.loss} rejected float64 {names.where} ({_short(exc)}): finite differences evaluate it in the "
+            f"{names.where}' own dtypes, with steps sized for their round-off"
+        )
+    if not np.isfinite(value):
+        return LossProbe(error=f"{names.loss} is {value} at {names.where}: the gradient is undefined there")
+    probe.value = float(np.real(value))
+    probe.precision = _precision(value.dtype, probe.dtypes)
+    if probe.precision != F64 and all(d == F64 for d in probe.dtypes):
+        probe.notes.append(
+            f"{names.loss} computes in {probe.precision} even with float64 {names.where}: finite-difference steps "
+            f"are sized for {probe.precision} round-off"
+        )
+    if method is Method.COMPLEX_STEP:
+        _probe_complex(loss_fn, tree, names)
+    return probe
+
+
+def _precision(value_dtype: np.dtype, dtypes: list[np.dtype]) -> np.dtype:
+    candidates = [d for d in [value_dtype, *dtypes] if d.kind == "f"]
+    return max(candidates, key=lambda d: float(np.finfo(d).eps), default=F64)
+
+
+def _probe_complex(loss_fn: Callable[[Any], Any], tree: Tree, names: Names) -> None:
+    """InvalidArgument unless the loss carries a complex perturbation through to its value."""
+    point = tree.theta + 1j * COMPLEX_PROBE_STEP
+    try:
+        with float64_jax():
+            value = np.asarray(loss_fn(tree.rebuild(tree.split(point))))
+    except Exception as exc:
+        raise InvalidArgument(
+            f"method='complex-step': {names.loss} rejected complex {names.where} ({_short(exc)}); "
+            "use method='richardson', 'central' or 'auto'"
+        ) from None
+    if not np.iscomplexobj(value):
+        raise InvalidArgument(
+            f"method='complex-step': {names.loss} returned a real {value.dtype} value for complex {names.where}: it "
+            "drops the imaginary part (np.asarray(..., float), float(), .real); use method='richardson' or 'auto'"
+        )
+
+
+class UserObjective:
+    """The loss as the engine's f(theta): one call per point (user code cannot be assumed to
+    vectorize). A point where the loss raises counts as NaN; every non-finite point is recorded
+    with the coordinates of theta it moved.
+
+    With `avoid` (coordinates of theta), every point that moves one of them gets the centre's
+    value and the sign signature -1 (other points +1): the stencil then sees both of its sides
+    cross a kink, and those items come out inconclusive instead of compared."""
+
+    def __init__(self, loss_fn: Callable[[Any], Any], tree: Tree, probe: LossProbe, avoid: set[int] | None = None):
+        self.loss_fn, self.tree, self.probe = loss_fn, tree, probe
+        self.theta = tree.theta
+        self.avoid = None if avoid is None else np.array(sorted(avoid), dtype=np.int64)
+        self.bad_coords: set[int] = set()
+        self.bad_points = 0
+
+    def __call__(self, points: Array) -> Evaluation:
+        losses = np.empty(points.shape[0], dtype=points.dtype)
+        with float64_jax(), np.errstate(all="ignore"):  # a NaN is handled here, not warned about
+            for j, point in enumerate(points):
+                losses[j] = self._loss_at(point)
+        finite = np.isfinite(losses)
+        moved = points != self.theta
+        for row in np.flatnonzero(~finite):
+            self.bad_points += 1
+            self.bad_coords.update(int(i) for i in np.flatnonzero(moved[row]))
+        if self.avoid is None:
+            return Evaluation(losses)
+        near_bad = ~finite | moved[:, self.avoid].any(axis=1)
+        signature = np.where(near_bad, -1, 1).astype(np.int8)[:, None]
+        return Evaluation(np.where(near_bad, self.probe.value, losses), signature)
+
+    def bad_leaves(self) -> set[str]:
+        starts = np.array([leaf.start for leaf in self.tree.leaves])
+        hit = np.searchsorted(starts, sorted(self.bad_coords), side="right") - 1
+        return {self.tree.leaves[int(i)].path for i in hit}
+
+    def _loss_at(self, point: Array) -> complex:
+        dtypes = self.probe.dtypes
+        if np.iscomplexobj(point):
+            dtypes = [np.result_type(d, np.complex64) for d in dtypes]
+        try:
+            value = np.asarray(self.loss_fn(self.tree.rebuild(self.tree.split(point, dtypes))))
+            return complex(value.reshape(())) if np.iscomplexobj(point) else float(np.real(value.reshape(())))
+        except Exception:  # a point outside the loss's domain: dropped, like a NaN
+            return np.nan
+
+
+# --- the hand-written gradient ---------------------------------------------------------------
+
+
+@dataclass
+class HandSide:
+    """grad_fn's answers by path: the first call (checked), the second (repeat check), and the
+    leaves it changed in its input (path -> (before, after), flat; NaN where a leaf vanished)."""
+
+    grads: dict[str, Array] = field(default_factory=dict)
+    error: str | None = None
+    repeat: dict[str, Array] = field(default_factory=dict)
+    repeat_error: str | None = None
+    mutated: dict[str, tuple[Array, Array]] = field(default_factory=dict)
+
+
+def hand_gradients(grad_fn: Callable[[Any], Any], tree: Tree, names: Names) -> HandSide:
+    side = HandSide()
+    given = tree.copy()
+    try:
+        first = grad_fn(given)
+    except InvalidArgument:
+        raise
+    except Exception as exc:  # user code: an error verdict, never a crash
+        side.error = f"{names.grad} raised: {engine.describe_exception(exc)}"
+        return side
+    side.grads = tree.by_path(first, names.grad)
+    side.mutated = _mutations(tree, given)
+    try:
+        side.repeat = tree.by_path(grad_fn(tree.copy()), names.grad)
+    except Exception as exc:
+        side.repeat_error = f"the second call of {names.grad} raised: {_short(exc)}"
+    return side
+
+
+def _mutations(tree: Tree, after: Any) -> dict[str, tuple[Array, Array]]:
+    """Leaves of the copy handed to grad_fn that differ from the original after the call."""
+    from jax import tree_util
+
+    now = {path_of(p): v for p, v in tree_util.tree_flatten_with_path(after)[0]}
+    out = {}
+    for leaf, before in zip(tree.leaves, tree.values, strict=True):
+        try:
+            value = np.asarray(now[leaf.path], np.float64).reshape(before.shape)
+        except (KeyError, ValueError, TypeError):
+            value = np.full(before.shape, np.nan)
+        if not np.array_equal(value, before.astype(np.float64), equal_nan=True):
+            out[leaf.path] = (before.astype(np.float64).ravel(), value.ravel())
+    return out
+
+
+# --- the JAX oracle -------------------------------------------------------------------------
+
+
+@dataclass
+class JaxSide:
+    grads: dict[str, Array] | None
+    reason: str
+    value: float | None = None
+
+
+def jax_side(loss_fn: Callable[[Any], Any], jax_loss_fn: Callable[[Any], Any] | None, tree: Tree) -> JaxSide:
+    """jax.grad of the loss in float64, or why there is none."""
+    import jax
+    import jax.numpy as jnp
+
+    fn, source = (loss_fn, "loss_fn") if jax_loss_fn is None else (jax_loss_fn, "jax_loss_fn")
+
+    def scalar(p: Any) -> Any:
+        return jnp.reshape(fn(p), ())
+
+    with float64_jax():
+        params = tree.rebuild([jnp.asarray(v, jnp.float64) for v in tree.split(tree.theta)])
+        try:
+            rules = custom_vjp_rules(jax.make_jaxpr(scalar)(params))
+            if rules and jax_loss_fn is None:
+                return JaxSide(
+                    None,
+                    f"loss_fn contains jax.custom_vjp rule(s) {rules}: JAX's gradient would run the backward under "
+                    "test, so it is no independent oracle (pass jax_loss_fn= to use another JAX model)",
+                )
+            value, grads = jax.value_and_grad(scalar)(params)
+        except Exception as exc:
+            return JaxSide(None, f"{source} cannot be traced by JAX ({_short(exc)}): finite differences alone")
+    by_path = {path_of(p): np.asarray(g, np.float64) for p, g in jax.tree_util.tree_flatten_with_path(grads)[0]}
+    reason = f"jax.grad of {source} in float64" + (f" (with its own custom_vjp rules {rules})" if rules else "")
+    return JaxSide(by_path, reason, float(value))
+
+
+def custom_vjp_rules(closed_jaxpr: Any) -> list[str]:
+    """Names of the custom_vjp calls anywhere in a (closed) jaxpr, sub-jaxprs included."""
+    found: list[str] = []
+    stack = [getattr(closed_jaxpr, "jaxpr", closed_jaxpr)]
+    while stack:
+        jaxpr = stack.pop()
+        for eqn in jaxpr.eqns:
+            if "custom_vjp" in eqn.primitive.name:
+                found.append(str(eqn.params.get("name", eqn.primitive.name)))
+            for value in eqn.params.values():
+                for sub in value if isinstance(value, (list, tuple)) else [value]:
+                    inner = getattr(sub, "jaxpr", sub)
+                    if hasattr(inner, "eqns"):
+                        stack.append(inner)
+    return sorted(set(found))
+
+
+# --- the check ------------------------------------------------------------------------------
+
+
+@dataclass
+class Sides:
+    """Everything gathered about one check before the engine runs."""
+
+    tree: Tree
+    probe: LossProbe
+    hand: HandSide
+    oracle: JaxSide
+    names: Names
+
+
+def gather(
+    loss_fn: Callable[[Any], Any],
+    grad_fn: Callable[[Any], Any],
+    tree: Tree,
+    jax_loss_fn: Callable[[Any], Any] | None,
+    method: Method,
+    names: Names,
+) -> Sides:
+    probe = probe_loss(loss_fn, tree, method, names)
+    hand = hand_gradients(grad_fn, tree, names)
+    if probe.error is not None and jax_loss_fn is None:
+        oracle = JaxSide(None, f"{names.loss} cannot be evaluated at {names.where}")
+    else:
+        oracle = jax_side(loss_fn, jax_loss_fn, tree)
+    return Sides(tree, probe, hand, oracle, names)
+
+
+def slots_of(sides: Sides, method: Method) -> list[engine.Slot]:
+    """One engine slot per non-empty leaf."""
+    tree, hand, oracle = sides.tree, sides.hand, sides.oracle
+    factor = sides.probe.step_factor(method)
+    slots = []
+    for leaf, value in zip(tree.leaves, tree.values, strict=True):
+        if leaf.size == 0:
+            continue
+        grad = hand.grads.get(leaf.path)
+        dtype = grad.dtype if grad is not None and grad.dtype.kind == "f" else leaf.dtype
+        jax_grad = None if oracle.grads is None else oracle.grads.get(leaf.path)
+        slot = engine.Slot(
+            leaf.layer,
+            leaf.path,
+            sides.names.kind,
+            leaf.shape,
+            leaf.start,
+            np.maximum(1.0, np.abs(value.astype(np.float64))).ravel() * factor,
+            dtype,
+            hand=grad,
+            jax=jax_grad if jax_grad is None or np.all(np.isfinite(jax_grad)) else None,
+            error=sides.probe.error or hand.error,
+        )
+        if jax_grad is not None and slot.jax is None:
+            slot.notes.append("JAX's gradient has NaN or Inf entries here: not used")
+        slots.append(slot)
+    return slots
+
+
+def run_slots(
+    loss_fn: Callable[[Any], Any], sides: Sides, slots: list[engine.Slot], plan: engine.Plan
+) -> dict[str, ParamResult]:
+    """The engine over every slot. Slots whose stencils met a non-finite loss are checked again
+    entry by entry (Richardson instead of a complex step): once to find the entries whose
+    stencils meet one, then with those entries avoided, so that they come out inconclusive and
+    every other entry is compared as usual."""
+    theta = sides.tree.theta
+    first = UserObjective(loss_fn, sides.tree, sides.probe)
+    results = {r.path: r for r in engine.run(slots, first, theta, plan)}
+    hit = first.bad_leaves()
+    again = [s for s in slots if s.path in hit and s.error is None and s.hand is not None]
+    if not again:
+        return results
+    method = Method.RICHARDSON if plan.method is Method.COMPLEX_STEP else plan.method
+    fallback = engine.Plan(method, Mode.FULL, plan.tolerance, plan.seed, False, plan.jax_note)
+    finder = UserObjective(loss_fn, sides.tree, sides.probe)
+    engine.run(again, finder, theta, fallback)
+    avoiding = UserObjective(loss_fn, sides.tree, sides.probe, avoid=finder.bad_coords)
+    for r in engine.run(again, avoiding, theta, fallback):
+        r.explanation += (
+            f"; {sides.names.loss} raised or was not finite near some entries: their finite differences "
+            "are inconclusive, the other entries were compared"
+        )
+        results[r.path] = r
+    sides.probe.nonfinite_points = first.bad_points + finder.bad_points
+    sides.probe.notes.append(
+        f"{sides.names.loss} raised or was not finite at finite-difference points near {len(finder.bad_coords)} "
+        f"entries of {sorted(hit)}: those entries are inconclusive for finite differences"
+    )
+    return results
+
+
+def check_function(
+    loss_fn: Callable[[Any], Any],
+    grad_fn: Callable[[Any], Any],
+    tree: Tree,
+    *,
+    jax_loss_fn: Callable[[Any], Any] | None,
+    method: Method,
+    mode: Mode,
+    tolerance: Tolerance,
+    seed: int,
+    names: Names,
+) -> Report:
+    sides = gather(loss_fn, grad_fn, tree, jax_loss_fn, method, names)
+    jax_note = "" if sides.oracle.grads is not None else sides.oracle.reason
+    plan = engine.Plan(method, mode, tolerance, seed, method is Method.COMPLEX_STEP, jax_note)
+    slots = slots_of(sides, method)
+    results = run_slots(loss_fn, sides, slots, plan) if slots else {}
+    for slot in slots:
+        _annotate(results[slot.path], slot, sides)
+    params = [results.get(leaf.path) or _empty_result(leaf.path, leaf.layer, names.kind) for leaf in tree.leaves]
+    repeat = [_check_repeat(r, sides, tolerance) for r in params]
+    for r in params:
+        _check_mutation(r, sides)
+    layers = [LayerResult(name, [r for r in params if r.layer == name]) for name in tree.layers]
+    return Report(layers, _meta(sides, method, mode, tolerance, seed, repeat), _notes(sides, repeat))
+
+
+def _empty_result(path: str, layer: str, kind: str) -> ParamResult:
+    return ParamResult(path, layer, kind, [0], Verdict.NOT_EXERCISED, explanation="an empty array: nothing to check")
+
+
+def _annotate(r: ParamResult, slot: engine.Slot, sides: Sides) -> None:
+    if r.verdict is Verdict.ERROR:
+        r.explanation = f"no comparison was possible: {r.error}"
+        r.next_step = f"{r.path}: fix the user code first: {r.error}"
+    for note in slot.notes:
+        for c in r.comparisons:
+            if "jax" in (c.a, c.b) and c.status is Status.UNAVAILABLE:
+                c.note = note
+    if r.verdict is Verdict.FAIL and r.blame is Blame.HAND_WRITTEN and slot.hand is not None:
+        hint = mistake_hint(np.asarray(slot.hand, np.float64), slot.jax, r)
+        r.next_step = f"{r.next_step} {hint}".strip()
+
+
+def mistake_hint(hand: Array, oracle: Array | None, r: ParamResult) -> str:
+    """The likely mistake, when the hand-written gradient is a simple function of the right one."""
+    entrywise = next((c for c in r.comparisons if c.kind == "entrywise" and c.status is Status.DISAGREE), None)
+    if oracle is not None and np.all(np.isfinite(hand)):
+        o = np.asarray(oracle, np.float64)
+        norm = float(np.vdot(o, o))
+        c = float(np.vdot(hand, o)) / norm if norm > 0 else 0.0
+        if norm > 0 and np.linalg.norm(hand - c * o) <= 1e-6 * np.linalg.norm(o) * max(1.0, abs(c)):
+            if abs(c + 1) < 1e-6:
+                return "Maybe the sign is flipped: every entry is minus the expected value."
+            return (
+                f"Every entry is {c:.6g} times the expected value: maybe a constant factor is missing or extra "
+                "(a 1/batch mean, a 2 from a square, a scale)."
+            )
+        if o.ndim == 2 and o.shape[0] == o.shape[1] and np.allclose(hand, o.T, rtol=1e-6, atol=0.0):
+            return "Maybe it is transposed: it equals the transpose of the expected gradient."
+    if entrywise is not None and entrywise.n_disagree == 1 and entrywise.n > 1:
+        return f"Only entry {tuple(entrywise.worst_index or [])} is wrong: look for an indexing slip."
+    return ""
+
+
+def _check_repeat(r: ParamResult, sides: Sides, tolerance: Tolerance) -> float:
+    """Compare grad_fn's two answers; beyond the tolerance the parameter fails. Returns the
+    largest difference (0.0 when identical, inf when the second call raised)."""
+    hand = sides.hand
+    first = hand.grads.get(r.path)
+    if first is None or r.verdict is Verdict.ERROR:
+        return 0.0
+    second = hand.repeat.get(r.path)
+    if second is not None and np.array_equal(first, second, equal_nan=True):
+        return 0.0
+    a = np.asarray(first, np.float64).ravel()
+    b = np.full_like(a, np.nan) if second is None else np.asarray(second, np.float64).ravel()
+    ref = np.where(np.isfinite(a), np.abs(a), 0.0)
+    tol = tolerance.bounds(a, np.zeros_like(a), ref.max(initial=0.0), first.dtype)
+    comp = compare("hand-written (2nd call)", "hand-written", "entrywise", b, a, tol, shape=tuple(r.shape))
+    if hand.repeat_error is not None:
+        comp.note = hand.repeat_error
+    diff = float(np.max(np.abs(a - b), initial=0.0)) if second is not None else float("inf")
+    if comp.status is not Status.DISAGREE:
+        return diff  # round-off level: a note, not a failure
+    r.comparisons.append(comp)
+    where = f"entry {tuple(comp.worst_index or [])}: {comp.worst_b:.9g} then {comp.worst_a:.9g}"
+    r.explanation = (
+        f"{sides.names.grad} is nondeterministic: two calls on the same {sides.names.where} differ by up to "
+        f"{diff:.3g} (tolerance {comp.worst_tol:.2e}); " + r.explanation
+    )
+    if r.verdict is not Verdict.FAIL:
+        r.verdict, r.blame = Verdict.FAIL, Blame.HAND_WRITTEN
+    r.next_step = (
+        f"{r.path}: two calls of {sides.names.grad} on the same {sides.names.where} disagree (worst at {where}); "
+        "look for random state, an accumulator kept between calls (a buffer not reset), or np.empty read before "
+        "it is written."
+    )
+    return diff
+
+
+def _check_mutation(r: ParamResult, sides: Sides) -> None:
+    change = sides.hand.mutated.get(r.path)
+    if change is None:
+        return
+    before, after = change
+    comp = compare(
+        f"{sides.names.where} before",
+        f"{sides.names.where} after",
+        "entrywise",
+        after,
+        before,
+        np.zeros_like(before),
+        shape=tuple(r.shape),
+    )
+    r.comparisons.append(comp)
+    r.explanation = f"{sides.names.grad} modified its input in place; " + r.explanation
+    if r.verdict is not Verdict.ERROR:
+        r.verdict = Verdict.FAIL
+        r.blame = Blame.USER_CODE if r.blame is Blame.NONE else r.blame
+    r.next_step = (
+        f"{r.path}: {sides.names.grad} wrote to its input ({comp.n_disagree} entries changed, e.g. entry "
+        f"{tuple(comp.worst_index or [])}: {comp.worst_b:.9g} -> {comp.worst_a:.9g}); a gradient must not modify "
+        "params: write W = W - step rather than W -= step, or copy first. " + r.next_step
+    ).strip()
+
+
+def _meta(
+    sides: Sides, method: Method, mode: Mode, tolerance: Tolerance, seed: int, repeat: list[float]
+) -> dict[str, Any]:
+    dtypes = sorted({str(leaf.dtype) for leaf in sides.tree.leaves})
+    loosest = max((leaf.dtype for leaf in sides.tree.leaves), key=lambda d: float(np.finfo(d).eps))
+    probe = sides.probe
+    return {
+        "kind": "vjp" if sides.names.kind == "input" else "function",
+        "dtype": ", ".join(dtypes),
+        "method": method.value,
+        "mode": mode.value,
+        "seed": seed,
+        "tolerance": tolerance.describe(loosest),
+        "jax": {"used": sides.oracle.grads is not None, "reason": sides.oracle.reason},
+        "layers": list(sides.tree.layers),
+        "finite_differences": {
+            "evaluated_in": sorted({str(d) for d in probe.dtypes}),
+            "loss_precision": str(probe.precision),
+            "step_factor": probe.step_factor(method),
+            "nonfinite_points": probe.nonfinite_points,
+        },
+        "repeat": {"deterministic": not any(repeat), "max_abs_diff": max(repeat, default=0.0)},
+        "mutated": sorted(sides.hand.mutated),
+        "python": platform.python_version(),
+    }
+
+
+def _notes(sides: Sides, repeat: list[float]) -> list[str]:
+    notes = [] if sides.oracle.grads is not None else [f"JAX not used: {sides.oracle.reason}"]
+    notes += sides.probe.notes
+    if any(repeat):
+        notes.append(
+            f"{sides.names.grad} gave different answers on two calls with the same {sides.names.where} "
+            f"(largest difference {max(repeat):.3g}); differences beyond the tolerance fail the parameter"
+        )
+    if sides.hand.mutated:
+        notes.append(f"{sides.names.grad} modified {sides.names.where} in place: {sorted(sides.hand.mutated)}")
+    if sides.oracle.grads is not None and sides.oracle.value is not None and np.isfinite(sides.probe.value):
+        gap = abs(sides.oracle.value - sides.probe.value)
+        if gap > 1e-8 * max(1.0, abs(sides.probe.value)):
+            notes.append(
+                f"the JAX model's loss ({sides.oracle.value:.12g}) differs from {sides.names.loss} "
+                f"({sides.probe.value:.12g}): they are not the same function"
+            )
+    return notes
+
+
+__all__ = ["Names", "check_function", "custom_vjp_rules", "scalar_loss"]
