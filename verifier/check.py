@@ -4,7 +4,8 @@
   function with its signature, such as a planted bug) against the JAX oracle and finite
   differences of the reference forward pass, for every layer's W, b and Delta(h^r).
 - `check_grads` / `assert_grads_close`: another project's hand-written gradient of a scalar loss
-  over a pytree of parameters (verifier.functions holds the machinery).
+  over a pytree of parameters (verifier.pytrees, verifier.functions and verifier.user_check
+  hold the machinery).
 - `check_vjp`: a hand-written vector-Jacobian product, reduced to check_grads of the scalar
   <cotangent, fn(inputs)>, whose gradient is vjp(cotangent).
 """
@@ -19,7 +20,7 @@ import numpy as np
 
 import reference
 from reference import Network, Params, Trace
-from verifier import engine, functions, pytrees
+from verifier import engine, functions, pytrees, user_check
 from verifier.compare import Blame, Tolerance, Verdict
 from verifier.errors import GradientMismatch, InvalidArgument, parse_enum
 from verifier.finite_diff import Evaluation, Method, Mode
@@ -127,7 +128,7 @@ def check_grads(
     method_, mode_, tolerance = _options(method, mode, rtol, atol, seed)
     _require_callable(loss_fn=loss_fn, grad_fn=grad_fn, jax_loss_fn=jax_loss_fn)
     tree = pytrees.flatten(params, layers)
-    return functions.check_function(
+    return user_check.check_function(
         loss_fn,
         grad_fn,
         tree,
@@ -194,9 +195,9 @@ def check_vjp(
     unless `names` are given; the last input counts as nearest the output."""
     method_, mode_, tolerance = _options(method, mode, rtol, atol, seed)
     _require_callable(fn=fn, vjp_fn=vjp_fn)
-    labels = _input_names(inputs, names)
+    labels = user_check.input_names(inputs, names)
     tree = pytrees.flatten(dict(zip(labels, inputs, strict=True)), argument="inputs")
-    cotangent, failure = _cotangent(fn, tree, labels, seed)
+    cotangent, failure = user_check.draw_cotangent(fn, tree, labels, seed)
     weights = cotangent.astype(np.float64)
 
     def loss(p: Mapping[str, Any]) -> Any:
@@ -207,9 +208,9 @@ def check_vjp(
     def grad(p: Mapping[str, Any]) -> dict[str, Any]:
         if failure is not None:
             raise failure
-        return _per_input(vjp_fn(cotangent.copy(), *[p[n] for n in labels]), labels)
+        return user_check.per_input(vjp_fn(cotangent.copy(), *[p[n] for n in labels]), labels)
 
-    report = functions.check_function(
+    report = user_check.check_function(
         loss,
         grad,
         tree,
@@ -241,53 +242,6 @@ def _require_callable(**functions_: object) -> None:
             )
         if fn is None and name != "jax_loss_fn":
             raise InvalidArgument(f"{name}: expected a function, found None")
-
-
-def _input_names(inputs: Sequence[Any], names: Sequence[str] | None) -> list[str]:
-    if not isinstance(inputs, (tuple, list)) or not inputs:
-        raise InvalidArgument(
-            f"inputs: expected a non-empty tuple of arrays, one per argument of fn, found {type(inputs).__name__}; "
-            "wrap a single input as (x,)"
-        )
-    if names is None:
-        return [f"input{i}" for i in range(len(inputs))]
-    labels = list(names) if isinstance(names, (tuple, list)) else []
-    if (
-        len(labels) != len(inputs)
-        or len(set(labels)) != len(labels)
-        or not all(isinstance(n, str) and n for n in labels)
-    ):
-        raise InvalidArgument(
-            f"names={names!r}: expected {len(inputs)} distinct non-empty strings, one per input, in the order of inputs"
-        )
-    return labels
-
-
-def _cotangent(fn: LossFn, tree: pytrees.Tree, labels: list[str], seed: int) -> tuple[Array, Exception | None]:
-    """A random cotangent shaped like fn(*inputs), from the harness's own stream (a child of
-    it, so that it is not the stream the finite-difference directions come from)."""
-    p = tree.copy()
-    try:
-        y = np.asarray(fn(*[p[n] for n in labels]))
-    except Exception as exc:  # user code: an error verdict, never a crash
-        return np.zeros(()), exc
-    if y.dtype.kind != "f":
-        raise InvalidArgument(
-            f"fn(*inputs) returned {y.dtype} values of shape {y.shape}; expected one float array (a function with "
-            "several outputs: check each output, or concatenate them)"
-        )
-    rng = engine.harness_rng(seed).spawn(1)[0]
-    return rng.standard_normal(y.shape).astype(y.dtype), None
-
-
-def _per_input(out: Any, labels: list[str]) -> dict[str, Any]:
-    if not isinstance(out, (tuple, list)) or len(out) != len(labels):
-        found = f"{len(out)} gradients" if isinstance(out, (tuple, list)) else type(out).__name__
-        raise InvalidArgument(
-            f"vjp_fn(cotangent, *inputs) returned {found}; expected a tuple of {len(labels)}, one gradient per "
-            f"input ({', '.join(labels)}), in the order of inputs"
-        )
-    return dict(zip(labels, out, strict=True))
 
 
 def _tolerance(rtol: float | None, atol: float | None) -> Tolerance:
