@@ -1,29 +1,58 @@
-"""`verify-grads`: the command line.
+"""`verify-grads`: the command line, `main(argv=None) -> int`.
 
-With no arguments it runs the built-in reference through random networks from the strategies,
-prints a per-layer summary and writes latest.json / latest.md under --report-dir.
-Exit codes: 0 every gradient agrees, 1 a discrepancy, 2 a usage or input error.
+    verify-grads [OPTIONS]            the main job: the reference backprop on random networks
+    verify-grads replay REPORT.json   run a report's minimal failing case (or its run) again
+    verify-grads check MODULE:LOSS --grad MODULE:GRAD --params MODULE:PARAMS
+                                      check your own gradient function
+
+Subcommands live in one registry, SUBCOMMANDS: a name, a help line, a function that adds the
+subcommand's options to its parser and one that runs it; adding one is a `@subcommand(...)`.
+Exit codes: 0 every gradient agrees, 1 a discrepancy, 2 a usage or input error (a message on
+stderr, never a traceback). Nothing heavy is imported until a command runs: `--help` imports
+neither JAX nor matplotlib. Output is a rich table on a terminal and plain text (no colour, no
+squeezed columns) when piped or when NO_COLOR is set; `--format json|markdown` prints the
+report itself instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
+import importlib
 import os
+import re
+import shlex
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import IO, TYPE_CHECKING, Any, NoReturn, TextIO
+
+from verifier.errors import InvalidArgument
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+    from verifier.campaign import CampaignResult, Replay
+    from verifier.report import Report
 
 EXIT_OK, EXIT_DISCREPANCY, EXIT_USAGE = 0, 1, 2
+FORMATS = ("text", "json", "markdown")
+DTYPES = ("float64", "float32")
+PIPE_WIDTH = 160  # text lines when piped; tables take the width they need
+EPILOG = "exit codes: 0 all gradients agree, 1 a discrepancy was found, 2 usage or input error"
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, f"verify-grads: error: {message}\n")
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
+# --- argument types ------------------------------------------------------------------------
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -44,149 +73,601 @@ def _seed(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from verifier.finite_diff import Method, Mode  # light: no JAX
+def _tolerance(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, found {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, found {text}")
+    return value
 
+
+class _MainOption(argparse.Action):
+    """Stores its value and notes that an option of the main job was given, so that one given in
+    front of a subcommand is refused instead of silently ignored."""
+
+    def __call__(self, parser: Any, namespace: argparse.Namespace, values: Any, option: str | None = None) -> None:
+        setattr(namespace, self.dest, values)
+        namespace.main_options_given = [*getattr(namespace, "main_options_given", []), option]
+
+
+def _add_format(parser: argparse.ArgumentParser, action: Any = "store") -> None:
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="text",
+        action=action,
+        help="text: tables for a person (default); json or markdown: the report itself on stdout",
+    )
+
+
+def _add_oracle_options(parser: argparse.ArgumentParser, action: Any = "store") -> None:
+    from verifier.finite_diff import Method, Mode  # numpy only: no JAX
+
+    parser.add_argument(
+        "--method", choices=[m.value for m in Method], default="auto", action=action, help="finite-difference method"
+    )
+    parser.add_argument(
+        "--mode", choices=[m.value for m in Mode], default="auto", action=action, help="finite-difference mode"
+    )
+    parser.add_argument(
+        "--seed", type=_seed, default=0, action=action, help="seed of the random search and directions (default 0)"
+    )
+
+
+# --- the registry of subcommands -----------------------------------------------------------
+@dataclass(frozen=True)
+class Subcommand:
+    name: str
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+SUBCOMMANDS: dict[str, Subcommand] = {}
+
+
+def subcommand(
+    name: str, help: str, configure: Callable[[argparse.ArgumentParser], None]
+) -> Callable[[Callable[[argparse.Namespace], int]], Callable[[argparse.Namespace], int]]:
+    """Register `verify-grads NAME`: `configure` adds its options, the decorated function runs it."""
+
+    def register(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+        SUBCOMMANDS[name] = Subcommand(name, help, configure, run)
+        return run
+
+    return register
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="verify-grads",
         description="Check the reference backpropagation against JAX autodiff and finite differences "
-        "on random networks, layer by layer.",
-        epilog="exit codes: 0 all gradients agree, 1 a discrepancy was found, 2 usage or input error",
+        "on random networks, layer by layer (the main job, when no command is given).",
+        epilog=EPILOG,
     )
-    parser.add_argument("--examples", type=_positive_int, default=100, help="random networks to check (default 100)")
-    parser.add_argument("--seed", type=_seed, default=0, help="seed of the random search (default 0)")
+    main = _MainOption
     parser.add_argument(
-        "--report-dir", type=Path, default=Path("reports"), help="where latest.json/.md go (default reports/)"
+        "--examples", type=_positive_int, default=100, action=main, help="random networks to check (default 100)"
     )
-    parser.add_argument("--dtype", choices=["float64", "float32"], default="float64", help="dtype of the reference")
-    parser.add_argument("--method", choices=[m.value for m in Method], default="auto", help="finite-difference method")
-    parser.add_argument("--mode", choices=[m.value for m in Mode], default="auto", help="finite-difference mode")
+    _add_oracle_options(parser, main)
+    parser.add_argument("--dtype", choices=DTYPES, default="float64", action=main, help="dtype of the reference")
+    _add_format(parser, main)
+    parser.add_argument(
+        "--report-dir", type=Path, default=Path("reports"), action=main, help="where latest.json/.md/.html go"
+    )
+    parser.add_argument(
+        "--plant",
+        metavar="BUG",
+        default="reference",
+        action=main,
+        help="run the job with a planted bug of verifier.mutants in place of the reference backward, "
+        "to see a discrepancy reported and replayed (default: reference, no bug)",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands (none: the main job)")
+    for cmd in SUBCOMMANDS.values():
+        sub = commands.add_parser(cmd.name, help=cmd.help, description=cmd.help, epilog=EPILOG)
+        cmd.configure(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    given = getattr(args, "main_options_given", [])
+    if args.command is not None and given:
+        parser.error(
+            f"{given[0]} is an option of the main job, not of {args.command!r}; "
+            f"give {args.command}'s options after it: verify-grads {args.command} ... {given[0]} ..."
+        )
+    run = SUBCOMMANDS[args.command].run if args.command else _run_main
     try:
-        return _run(args)
+        return run(args)
+    except InvalidArgument as exc:
+        print(f"verify-grads: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("verify-grads: interrupted", file=sys.stderr)
         return 130
 
 
-def _plain() -> bool:
-    return bool(os.environ.get("NO_COLOR")) or not sys.stdout.isatty()
+# --- output --------------------------------------------------------------------------------
+def _is_terminal(stream: IO[str]) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
-def _run(args: argparse.Namespace) -> int:
+def _stderr_is_terminal() -> bool:
+    return _is_terminal(sys.stderr)
+
+
+def _console(stream: TextIO) -> Console:
+    """Colour and the terminal's width on a terminal; plain text, wide, when piped or NO_COLOR."""
     from rich.console import Console
 
-    from verifier.campaign import run_campaign
-
-    console = Console(no_color=_plain(), highlight=False, soft_wrap=True)
-    try:
-        args.report_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        print(
-            f"verify-grads: error: --report-dir {args.report_dir}: cannot create it ({exc.strerror})", file=sys.stderr
-        )
-        return EXIT_USAGE
-    console.print(
-        f"verify-grads: {args.examples} random networks, seed {args.seed}, {args.dtype}, "
-        f"method {args.method}, mode {args.mode}"
+    terminal = _is_terminal(stream)
+    plain = not terminal or bool(os.environ.get("NO_COLOR"))
+    return Console(
+        file=stream,
+        color_system=None if plain else "auto",
+        width=None if terminal else max(PIPE_WIDTH, int(os.environ.get("COLUMNS", "0") or 0)),
+        highlight=False,
+        markup=False,
+        emoji=False,
+        soft_wrap=not terminal,
     )
-    result = run_campaign(args.examples, seed=args.seed, dtype=args.dtype, method=args.method, mode=args.mode)
-    _print_summary(console, result)
-    _write_reports(args.report_dir, result)
-    console.print(f"reports written to {args.report_dir / 'latest.json'} and {args.report_dir / 'latest.md'}")
-    return EXIT_OK if result.ok else EXIT_DISCREPANCY
 
 
-def _print_summary(console: Any, result: Any) -> None:
+class _Output:
+    """stdout carries the chosen format; in json/markdown mode, remarks go to stderr."""
+
+    def __init__(self, fmt: str) -> None:
+        self.format = fmt
+        self.out = _console(sys.stdout)
+        self.note_console = self.out if fmt == "text" else _console(sys.stderr)
+
+    def note(self, text: str) -> None:
+        self.note_console.print(text)
+
+    def table(self, table: Table) -> None:
+        if self.format != "text":
+            return
+        if _is_terminal(self.out.file):
+            self.out.print(table)
+        else:  # never squeeze a table to the pipe's width: give it what it needs
+            self.out.print(table, width=max(self.out.width, self.out.measure(table).maximum))
+
+    def document(self, text: str) -> None:
+        if self.format != "text":
+            sys.stdout.write(text)
+            sys.stdout.flush()
+
+
+def _new_table(title: str, columns: Sequence[str], text_columns: int) -> Table:
+    """Names in the first `text_columns` columns (left), numbers and verdicts after them (right)."""
+    from rich import box
     from rich.table import Table
 
-    table = Table(title="per-layer summary (all networks)", show_lines=False)
-    for col in (
-        "layer",
-        "pass",
-        "fail",
-        "inconclusive",
-        "not-exercised",
-        "error",
-        "max rel err hand/jax",
-        "hand/fd",
-        "jax/fd",
-    ):
-        table.add_column(col, justify="right" if col != "layer" else "left")
+    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", show_edge=False)
+    for i, col in enumerate(columns):
+        table.add_column(col, justify="left" if i < text_columns else "right", no_wrap=True)
+    return table
+
+
+def _cell(value: object, verdict: str | None = None) -> Any:
+    from rich.text import Text
+
+    styles = {"pass": "green", "fail": "bold red", "inconclusive": "yellow", "error": "bold magenta"}
+    return Text(str(value), style=styles.get(verdict or str(value), ""))
+
+
+def _campaign_table(result: CampaignResult) -> Table:
+    from verifier.report import VERDICT_ORDER
+
+    table = _new_table(
+        "per-layer summary (all networks)",
+        ["layer", *VERDICT_ORDER, "max rel err hand/jax", "hand/fd", "jax/fd", "max err/tol"],
+        text_columns=1,
+    )
     for name, stats in result.to_dict()["layers"].items():
         v, e = stats["verdicts"], stats["max_rel_err"]
         table.add_row(
-            name,
-            *(str(v[k]) for k in ("pass", "fail", "inconclusive", "not-exercised", "error")),
-            *(f"{x:.1e}" for x in e.values()),
+            _cell(name),
+            *(_cell(v[k], k if v[k] else "") for k in VERDICT_ORDER),
+            *(_cell(f"{x:.1e}") for x in e.values()),
+            _cell(f"{max(stats['max_err_over_tol'].values()):.1e}"),
         )
-    console.print(table)
-    p = result.params
-    console.print(
-        f"{result.networks} networks, {sum(p.values())} arrays checked: {p['pass']} pass, {p['fail']} fail, "
-        f"{p['inconclusive']} inconclusive, {p['not-exercised']} not-exercised, {p['error']} error "
-        f"in {result.elapsed:.1f} s"
+    return table
+
+
+def _report_table(report: Report) -> Table:
+    from verifier.report import COMPARISONS, comparison_cell, worst_entry_cell, worst_ratio
+
+    table = _new_table(
+        "per array, output layer first",
+        ["layer", "array", "verdict", "blame", "hand vs jax", "hand vs fd", "jax vs fd", "err/tol", "worst entry"],
+        text_columns=4,
     )
-    if result.failing_report is not None:
-        rep = result.failing_report
-        console.print(
-            f"DISCREPANCY: minimal failing network (after {result.shrink_steps} shrink steps): "
-            f"{result.failing_case.net.to_dict()}"
+    for layer in reversed(report.layers):
+        for p in layer.params:
+            ratio = worst_ratio(p)
+            table.add_row(
+                _cell(layer.name),
+                _cell(p.path),
+                _cell(p.verdict.value),
+                _cell("" if p.blame.value == "none" else p.blame.value),
+                *(_cell(comparison_cell(p.comparison(a, b))) for a, b in COMPARISONS),
+                _cell("-" if ratio is None else f"{ratio:.1e}"),
+                _cell(worst_entry_cell(p.worst)),
+            )
+    return table
+
+
+def _report_lines(report: Report) -> list[str]:
+    lines = [f"verdict: {report.verdict.value}" + (f", root cause: {report.root_cause}" if report.root_cause else "")]
+    if report.next_step:
+        lines.append(f"next step: {report.next_step}")
+    lines += [f"note: {n}" for n in report.notes]
+    return lines
+
+
+class _Progress:
+    """A progress bar on stderr while a run goes over many networks: only when stderr is a
+    terminal, and only once the run has lasted longer than a moment."""
+
+    DELAY = 0.5
+
+    def __init__(self, total: int, what: str) -> None:
+        self.total, self.what = total, what
+        self.bar: Any = None
+        self.task: Any = None
+        self.started = False
+        self.t0 = time.monotonic()
+
+    def __enter__(self) -> _Progress:
+        if _stderr_is_terminal():
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            console = Console(file=sys.stderr, force_terminal=True, no_color=bool(os.environ.get("NO_COLOR")))
+            self.bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console,
+                transient=True,
+            )
+            self.task = self.bar.add_task(self.what, total=self.total)
+        return self
+
+    def _show(self) -> None:
+        if self.bar is not None and not self.started and time.monotonic() - self.t0 >= self.DELAY:
+            self.bar.start()
+            self.started = True
+
+    def example(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, completed=n)
+            self._show()
+
+    def shrink(self, steps: int) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, description=f"shrinking the failing network: {steps} tries")
+            self._show()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.started:
+            self.bar.stop()
+
+
+# --- writing reports -----------------------------------------------------------------------
+def _prepare_report_dir(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidArgument(f"--report-dir {directory}: cannot create it ({exc.strerror or exc})") from None
+
+
+def _write(directory: Path, json_text: str, markdown: str, html: str) -> list[Path]:
+    from verifier.report import write_latest
+
+    try:
+        return write_latest(directory, json=json_text, markdown=markdown, html=html)
+    except OSError as exc:
+        raise InvalidArgument(
+            f"--report-dir {directory}: cannot write the reports ({exc.strerror or exc}); the old ones are intact"
+        ) from None
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
+def _replay_command(directory: Path) -> str:
+    return f"verify-grads replay {shlex.quote(str(directory / 'latest.json'))}"
+
+
+def _rerun_command(result: CampaignResult) -> str | None:
+    """The main-job command line that runs `result` again, when its settings fit on one."""
+    if result.network_options:
+        return None
+    words = ["verify-grads", "--examples", str(result.examples), "--seed", str(result.seed), "--dtype", result.dtype]
+    words += ["--method", result.method, "--mode", result.mode]
+    if result.backward != "reference":
+        words += ["--plant", result.backward]
+    return shlex.join(words)
+
+
+def _campaign_documents(result: CampaignResult, directory: Path | None) -> tuple[str, str, str]:
+    """(json, markdown, html) of a run; the replay commands point at `directory`/latest.json."""
+    from verifier.html import campaign_html
+    from verifier.report import json_text
+
+    replay = _replay_command(directory) if directory is not None and not result.ok else None
+    commands = [c for c in (replay, _rerun_command(result)) if c]
+    return (
+        json_text(result.to_dict(timestamp=_now())),
+        result.to_markdown(replay_command=replay),
+        campaign_html(result, replay=commands),
+    )
+
+
+def _report_documents(report: Report, commands: Sequence[str]) -> tuple[str, str, str]:
+    from verifier.html import report_html
+    from verifier.report import json_text
+
+    data = report.to_dict()
+    data["timing"] = {"created": _now()}
+    return json_text(data), report.to_markdown(), report_html(report, replay=commands)
+
+
+# --- the main job --------------------------------------------------------------------------
+def _run_main(args: argparse.Namespace) -> int:
+    from verifier.campaign import resolve_backward, run_campaign
+
+    out = _Output(args.format)
+    _prepare_report_dir(args.report_dir)
+    resolve_backward(args.plant, "--plant")  # an unknown bug is a usage error before the run
+    planted = "" if args.plant == "reference" else f", planted bug {args.plant}"
+    out.note(
+        f"verify-grads: {args.examples} random networks, seed {args.seed}, {args.dtype}, "
+        f"method {args.method}, mode {args.mode}{planted}"
+    )
+    with _Progress(args.examples, "checking random networks") as progress:
+        result = run_campaign(
+            args.examples,
+            seed=args.seed,
+            dtype=args.dtype,
+            method=args.method,
+            mode=args.mode,
+            backward=args.plant,
+            on_example=progress.example,
+            on_shrink=progress.shrink,
         )
-        console.print(rep.to_markdown(), markup=False)
+    documents = _campaign_documents(result, args.report_dir)
+    _print_campaign(out, result, args.report_dir)
+    out.document(documents[0] if args.format == "json" else documents[1])
+    paths = _write(args.report_dir, *documents)
+    out.note("reports written: " + ", ".join(str(p) for p in paths))
+    return EXIT_OK if result.ok else EXIT_DISCREPANCY
+
+
+def _print_campaign(out: _Output, result: CampaignResult, directory: Path | None) -> None:
+    out.table(_campaign_table(result))
+    out.note(f"{result.summary_line()} in {result.elapsed:.1f} s")
+    if result.failing_report is None or result.failing_case is None:
+        out.note("all gradients agree")
+        return
+    out.note(
+        f"DISCREPANCY: minimal failing network (after {result.shrink_steps} shrink steps): "
+        f"{result.failing_case.to_dict()}"
+    )
+    out.table(_report_table(result.failing_report))
+    for line in _report_lines(result.failing_report):
+        out.note(line)
+    if directory is not None:
+        out.note(f"replay: {_replay_command(directory)}")
+
+
+# --- replay --------------------------------------------------------------------------------
+def _configure_replay(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("report", metavar="REPORT", type=Path, help="a report written by verify-grads (latest.json)")
+    _add_format(parser)
+    parser.add_argument(
+        "--report-dir",
+        type=Path,
+        default=None,
+        help="also write the replayed report's latest.json/.md/.html here (default: write nothing)",
+    )
+
+
+@subcommand(
+    "replay",
+    "run a report again: its minimal failing network (or, if it found none, the whole run) with the same "
+    "seed, method, mode and backward; prints and exits with the verdict",
+    _configure_replay,
+)
+def _run_replay(args: argparse.Namespace) -> int:
+    from verifier.report import read_report
+
+    data = read_report(args.report)
+    from verifier.campaign import replay
+
+    out = _Output(args.format)
+    if args.report_dir is not None:
+        _prepare_report_dir(args.report_dir)
+    what = "its minimal failing network" if data.get("failing_case") or data["kind"] == "network" else "its whole run"
+    out.note(f"replaying {args.report} ({data['kind']} report): {what}")
+    total = int(data.get("settings", {}).get("examples", 1)) if data["kind"] == "campaign" else 1
+    with _Progress(total, "replaying the run") as progress:
+        result = replay(data, on_example=progress.example, on_shrink=progress.shrink)
+    documents = _replay_documents(result, args.report, args.report_dir)
+    if result.report is not None:
+        out.table(_report_table(result.report))
+        for line in _report_lines(result.report):
+            out.note(line)
     else:
-        console.print("all gradients agree")
+        assert result.campaign is not None
+        _print_campaign(out, result.campaign, None)
+    out.document(documents[0] if args.format == "json" else documents[1])
+    if result.reproduced:
+        out.note(f"reproduced: {result.replayed.describe()}, as recorded")
+    else:
+        out.note(f"NOT reproduced: recorded {result.recorded.describe()}; replayed {result.replayed.describe()}")
+    if args.report_dir is not None:
+        paths = _write(args.report_dir, *documents)
+        out.note("reports written: " + ", ".join(str(p) for p in paths))
+    return EXIT_OK if result.ok else EXIT_DISCREPANCY
 
 
-def _write_reports(directory: Path, result: Any) -> None:
-    import json
+def _replay_documents(result: Replay, source: Path, directory: Path | None) -> tuple[str, str, str]:
+    if result.campaign is not None:
+        return _campaign_documents(result.campaign, directory)
+    assert result.report is not None
+    commands = (
+        [_replay_command(directory)] if directory is not None else [f"verify-grads replay {shlex.quote(str(source))}"]
+    )
+    return _report_documents(result.report, commands)
 
-    from verifier.report import _jsonable, write_atomic
 
-    stamp = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-    data = result.to_dict(timestamp=stamp)
-    write_atomic(directory / "latest.json", json.dumps(_jsonable(data), indent=2, allow_nan=False) + "\n")
-    write_atomic(directory / "latest.md", campaign_markdown(result))
+# --- check ---------------------------------------------------------------------------------
+_SPEC = re.compile(r"(?P<module>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*):(?P<attr>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)")
 
 
-def campaign_markdown(result: Any) -> str:
-    d = result.to_dict()
-    p = d["params"]
-    lines = [
-        f"# verify-grads: {'all gradients agree' if result.ok else 'DISCREPANCY'}",
-        "",
-        f"{d['networks']} random networks (seed {d['settings']['seed']}, {d['settings']['dtype']}, "
-        f"method {d['settings']['method']}, mode {d['settings']['mode']}): "
-        f"{p['pass']} pass, {p['fail']} fail, {p['inconclusive']} inconclusive, "
-        f"{p['not-exercised']} not-exercised, {p['error']} error.",
-        "",
-        "| layer | pass | fail | inconclusive | not-exercised | error | max rel err hand/jax | hand/fd | jax/fd |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for name, stats in d["layers"].items():
-        v, e = stats["verdicts"], stats["max_rel_err"]
-        lines.append(
-            f"| {name} | "
-            + " | ".join(str(v[k]) for k in ("pass", "fail", "inconclusive", "not-exercised", "error"))
-            + " | "
-            + " | ".join(f"{x:.1e}" for x in e.values())
-            + " |"
+def _configure_check(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("loss", metavar="MODULE:LOSS", help="the loss function, loss(params) -> scalar")
+    parser.add_argument(
+        "--grad", metavar="MODULE:GRAD", required=True, help="your gradient function, grad(params) -> pytree"
+    )
+    parser.add_argument(
+        "--params",
+        metavar="MODULE:PARAMS",
+        required=True,
+        help="the parameters (a pytree), or a function of no arguments that returns them",
+    )
+    parser.add_argument("--jax-loss", metavar="MODULE:FN", default=None, help="a jax.numpy version of the loss")
+    _add_oracle_options(parser)
+    parser.add_argument("--rtol", type=_tolerance, default=None, help="relative tolerance (default: the error model)")
+    parser.add_argument("--atol", type=_tolerance, default=None, help="absolute tolerance (default: the error model)")
+    _add_format(parser)
+    parser.add_argument(
+        "--report-dir", type=Path, default=Path("reports"), help="where latest.json/.md/.html go (default reports/)"
+    )
+
+
+@contextlib.contextmanager
+def _cwd_on_path() -> Iterator[None]:
+    """Modules are looked up in the current directory first, as `python -m` does."""
+    cwd = os.getcwd()
+    added = cwd not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
+    try:
+        yield
+    finally:
+        if added and cwd in sys.path:
+            sys.path.remove(cwd)
+
+
+def load_object(spec: str, option: str, *, function: bool) -> Any:
+    """The object `spec` = MODULE:NAME names (NAME may be dotted). InvalidArgument names `option`."""
+    m = _SPEC.fullmatch(spec)
+    if m is None:
+        raise InvalidArgument(
+            f"{option} {spec!r}: expected MODULE:NAME, e.g. mymodel:loss (a module importable from the "
+            "current directory and a name defined in it)"
         )
-    if result.failing_report is not None:
-        lines += [
-            "",
-            "## Minimal failing network",
-            "",
-            f"`{d['failing_case']}`",
-            "",
-            result.failing_report.to_markdown(),
-        ]
-    return "\n".join(lines) + "\n"
+    module_name, attr = m["module"], m["attr"]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or module_name
+        if module_name == missing or module_name.startswith(missing + "."):
+            raise InvalidArgument(
+                f"{option} {spec!r}: no module named {missing!r} in the current directory or on sys.path; "
+                f"run verify-grads where {missing.replace('.', '/')}.py is, or install it"
+            ) from None
+        raise InvalidArgument(f"{option} {spec!r}: importing {module_name!r} failed: {exc}") from None
+    except (Exception, SystemExit) as exc:
+        raise InvalidArgument(
+            f"{option} {spec!r}: importing {module_name!r} raised {type(exc).__name__}: {exc}"
+        ) from None
+    obj: Any = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            names = sorted(n for n in vars(module) if not n.startswith("_"))
+            raise InvalidArgument(
+                f"{option} {spec!r}: module {module_name!r} has no attribute {attr!r}; it defines {names[:20]}"
+            ) from None
+    if function and not callable(obj):
+        raise InvalidArgument(
+            f"{option} {spec!r} is a {type(obj).__name__}, not a function; give the name of a function"
+        )
+    return obj
+
+
+def _check_command(args: argparse.Namespace) -> str:
+    words = ["verify-grads", "check", args.loss, "--grad", args.grad, "--params", args.params]
+    if args.jax_loss:
+        words += ["--jax-loss", args.jax_loss]
+    words += ["--method", args.method, "--mode", args.mode, "--seed", str(args.seed)]
+    for name in ("rtol", "atol"):
+        if getattr(args, name) is not None:
+            words += [f"--{name}", repr(getattr(args, name))]
+    return shlex.join(words)
+
+
+@subcommand(
+    "check",
+    "check your own gradient function against JAX (when a jax-traceable loss is given) and finite "
+    "differences of your loss, per layer of your parameters",
+    _configure_check,
+)
+def _run_check(args: argparse.Namespace) -> int:
+    with _cwd_on_path():
+        loss = load_object(args.loss, "MODULE:LOSS", function=True)
+        grad = load_object(args.grad, "--grad", function=True)
+        jax_loss = None if args.jax_loss is None else load_object(args.jax_loss, "--jax-loss", function=True)
+        params = load_object(args.params, "--params", function=False)
+        if callable(params):
+            try:
+                params = params()
+            except Exception as exc:
+                raise InvalidArgument(
+                    f"--params {args.params!r}: calling it raised {type(exc).__name__}: {exc}"
+                ) from None
+        check_grads = getattr(importlib.import_module("verifier.check"), "check_grads", None)
+        if check_grads is None:
+            raise InvalidArgument("check: this installation has no verifier.check.check_grads; upgrade verify-grads")
+        out = _Output(args.format)
+        _prepare_report_dir(args.report_dir)
+        report = check_grads(
+            loss,
+            params,
+            grad,
+            jax_loss_fn=jax_loss,
+            method=args.method,
+            mode=args.mode,
+            rtol=args.rtol,
+            atol=args.atol,
+            seed=args.seed,
+        )
+    command = _check_command(args)
+    report.meta["command"] = command
+    documents = _report_documents(report, [command])
+    out.table(_report_table(report))
+    for line in _report_lines(report):
+        out.note(line)
+    out.document(documents[0] if args.format == "json" else documents[1])
+    paths = _write(args.report_dir, *documents)
+    out.note("reports written: " + ", ".join(str(p) for p in paths))
+    return EXIT_OK if report.ok else EXIT_DISCREPANCY
 
 
 if __name__ == "__main__":
