@@ -27,6 +27,7 @@ import reference
 from verifier.check import Backward, verify_network
 from verifier.compare import Status, Verdict, worst
 from verifier.errors import InvalidArgument
+from verifier.finite_diff import Method, Mode
 from verifier.report import COMPARISONS, SCHEMA_VERSION, Report, markdown_table, md, tolerance_ratio
 from verifier.strategies import Case, cases
 
@@ -353,23 +354,28 @@ class Replay:
 
 
 def replay(
-    data: Mapping[str, Any],
+    data: Mapping[str, Any] | ReplayPlan,
     *,
     backward: Backward | None = None,
     on_example: Callable[[int], None] | None = None,
     on_shrink: Callable[[int], None] | None = None,
 ) -> Replay:
-    """Run a report (as `verifier.report.read_report` returns it) again.
+    """Run a report (as `verifier.report.read_report` returns it, or its plan_replay) again.
 
     A campaign that found a discrepancy: its minimal failing case is verified again with the same
     method, mode, seed and backward. A campaign that found none: the whole run again, with the same
     settings. A network report with its case: that case again. `backward` replaces the recorded
     backward (needed for a function given from Python; the report keeps the recorded name)."""
-    plan = _replay_plan(data)
-    fn = backward if backward is not None else plan.backward
+    plan = data if isinstance(data, ReplayPlan) else plan_replay(data, backward=backward)
     if plan.case is not None:
         report = verify_case(
-            plan.case, backward=fn, method=plan.method, mode=plan.mode, seed=plan.seed, rtol=plan.rtol, atol=plan.atol
+            plan.case,
+            backward=plan.function,
+            method=plan.method,
+            mode=plan.mode,
+            seed=plan.seed,
+            rtol=plan.rtol,
+            atol=plan.atol,
         )
         report.meta["backward"] = plan.backward
         return Replay("case", plan.recorded, report=report)
@@ -381,7 +387,7 @@ def replay(
         dtype=str(s["dtype"]),
         method=plan.method,
         mode=plan.mode,
-        backward=fn,
+        backward=plan.function,
         on_example=on_example,
         on_shrink=on_shrink,
         network_options=dict(s.get("network_options") or {}),
@@ -391,9 +397,12 @@ def replay(
 
 
 @dataclass
-class _ReplayPlan:
+class ReplayPlan:
+    """What `replay` runs again, read and checked from a report before anything runs."""
+
     recorded: Outcome
-    backward: str
+    backward: str  # the name the report records
+    function: Backward  # the backward pass it names (or the one given from Python)
     method: str
     mode: str
     seed: int
@@ -402,13 +411,17 @@ class _ReplayPlan:
     rtol: float | None = None
     atol: float | None = None
 
+    def describe(self) -> str:
+        what = "its minimal failing network" if self.campaign is None else "its whole run"
+        bug = "" if self.backward == REFERENCE else f", backward {self.backward}"
+        return f"{what} again (method {self.method}, mode {self.mode}, seed {self.seed}{bug})"
 
-def _replay_plan(data: Mapping[str, Any]) -> _ReplayPlan:
-    """What to run again, read from the report; InvalidArgument when a part is missing or malformed."""
+
+def plan_replay(data: Mapping[str, Any], *, backward: Backward | None = None) -> ReplayPlan:
+    """The plan of a replay; InvalidArgument when a part of the report is missing or malformed,
+    or it names a backward pass that cannot be rebuilt (and none is given)."""
     try:
-        if data.get("kind") == "campaign":
-            return _campaign_plan(data)
-        return _network_plan(data)
+        fields = _campaign_plan(data) if data.get("kind") == "campaign" else _network_plan(data)
     except InvalidArgument:
         raise
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -416,6 +429,9 @@ def _replay_plan(data: Mapping[str, Any]) -> _ReplayPlan:
             f"the report is incomplete or malformed ({type(exc).__name__}: {exc}), so it cannot be replayed; "
             "run verify-grads again to write a new one"
         ) from None
+    name = fields["backward"]
+    function = backward if backward is not None else backward_named(name, "backward")
+    return ReplayPlan(function=function, **fields)
 
 
 def _outcome(report: Mapping[str, Any]) -> Outcome:
@@ -424,20 +440,22 @@ def _outcome(report: Mapping[str, Any]) -> Outcome:
     )
 
 
-def _campaign_plan(data: Mapping[str, Any]) -> _ReplayPlan:
+def _campaign_plan(data: Mapping[str, Any]) -> dict[str, Any]:
     s = data["settings"]
     name = str(s.get("backward", REFERENCE))
     if data.get("failing_case") is not None:
         failing = data["failing_report"]
         meta = failing["meta"]
         case = Case.from_dict(data["failing_case"])
-        return _ReplayPlan(_outcome(failing), name, meta["method"], meta["mode"], int(meta["seed"]), case=case)
+        return _fields(_outcome(failing), name, meta["method"], meta["mode"], meta["seed"], case=case)
     counts = {k: int(n) for k, n in data["params"].items()}
     recorded = Outcome(worst([Verdict(k) for k, n in counts.items() if n]).value, None, counts)
-    return _ReplayPlan(recorded, name, str(s["method"]), str(s["mode"]), int(s["seed"]), campaign=s)
+    if s["dtype"] not in ("float32", "float64") or int(s["examples"]) < 1:
+        raise ValueError(f"settings: dtype {s['dtype']!r} and examples {s['examples']!r} do not describe a run")
+    return _fields(recorded, name, s["method"], s["mode"], s["seed"], campaign=s)
 
 
-def _network_plan(data: Mapping[str, Any]) -> _ReplayPlan:
+def _network_plan(data: Mapping[str, Any]) -> dict[str, Any]:
     meta = data["meta"]
     if meta.get("case") is None:
         command = meta.get("command")
@@ -445,13 +463,24 @@ def _network_plan(data: Mapping[str, Any]) -> _ReplayPlan:
         raise InvalidArgument(f"the report records no random case to replay (it did not come from a campaign); {hint}")
     tol = meta.get("tolerance") or {}
     user_tol = tol.get("source") == "user"
-    return _ReplayPlan(
+    return _fields(
         _outcome(data),
         str(meta.get("backward", REFERENCE)),
         meta["method"],
         meta["mode"],
-        int(meta["seed"]),
+        meta["seed"],
         case=Case.from_dict(meta["case"]),
         rtol=tol.get("rtol") if user_tol else None,
         atol=tol.get("atol") if user_tol else None,
     )
+
+
+def _fields(recorded: Outcome, backward: Any, method: Any, mode: Any, seed: Any, **rest: Any) -> dict[str, Any]:
+    return {
+        "recorded": recorded,
+        "backward": str(backward),
+        "method": Method(method).value,
+        "mode": Mode(mode).value,
+        "seed": int(seed),
+        **rest,
+    }

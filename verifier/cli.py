@@ -495,16 +495,16 @@ def _run_replay(args: argparse.Namespace) -> int:
     from verifier.report import read_report
 
     data = read_report(args.report)
-    from verifier.campaign import replay
+    from verifier.campaign import plan_replay, replay
 
+    plan = plan_replay(data)
     out = _Output(args.format)
     if args.report_dir is not None:
         _prepare_report_dir(args.report_dir)
-    what = "its minimal failing network" if data.get("failing_case") or data["kind"] == "network" else "its whole run"
-    out.note(f"replaying {args.report} ({data['kind']} report): {what}")
-    total = int(data.get("settings", {}).get("examples", 1)) if data["kind"] == "campaign" else 1
+    out.note(f"replaying {args.report} ({data['kind']} report): {plan.describe()}")
+    total = int(plan.campaign["examples"]) if plan.campaign is not None else 1
     with _Progress(total, "replaying the run") as progress:
-        result = replay(data, on_example=progress.example, on_shrink=progress.shrink)
+        result = replay(plan, on_example=progress.example, on_shrink=progress.shrink)
     documents = _replay_documents(result, args.report, args.report_dir)
     if result.report is not None:
         out.table(_report_table(result.report))
@@ -607,7 +607,7 @@ def load_object(spec: str, option: str, *, function: bool) -> Any:
             ) from None
     if function and not callable(obj):
         raise InvalidArgument(
-            f"{option} {spec!r} is a {type(obj).__name__}, not a function; give the name of a function"
+            f"{option} {spec!r} is not callable (it is of type {type(obj).__name__}); give the name of a function"
         )
     return obj
 
