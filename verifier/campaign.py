@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -216,7 +217,7 @@ class CampaignResult:
                 "",
                 f"### Minimal failing network (after {self.shrink_steps} shrink steps)",
                 "",
-                f"`{md(self.failing_case.to_dict())}`",
+                f"`{md(json.dumps(self.failing_case.to_dict()))}`",
                 "",
             ]
             if replay_command:

@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import datetime as _dt
 import importlib
+import json
 import os
 import re
 import shlex
@@ -237,8 +238,14 @@ class _Output:
             return
         if _is_terminal(self.out.file):
             self.out.print(table)
-        else:  # never squeeze a table to the pipe's width: give it what it needs
-            self.out.print(table, width=max(self.out.width, self.out.measure(table).maximum))
+        else:  # never squeeze a table to the pipe's width: give it the width it needs
+            width = self.out.width
+            needed = self.out.measure(table, options=self.out.options.update_width(100_000)).maximum
+            self.out.width = max(width, needed)
+            try:
+                self.out.print(table)
+            finally:
+                self.out.width = width
 
     def document(self, text: str) -> None:
         if self.format != "text":
@@ -246,14 +253,14 @@ class _Output:
             sys.stdout.flush()
 
 
-def _new_table(title: str, columns: Sequence[str], text_columns: int) -> Table:
-    """Names in the first `text_columns` columns (left), numbers and verdicts after them (right)."""
+def _new_table(title: str, columns: Sequence[str], numeric: Sequence[str]) -> Table:
+    """The `numeric` columns right-justified, the others (names, verdicts, entries) left."""
     from rich import box
     from rich.table import Table
 
     table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", show_edge=False)
-    for i, col in enumerate(columns):
-        table.add_column(col, justify="left" if i < text_columns else "right", no_wrap=True)
+    for col in columns:
+        table.add_column(col, justify="right" if col in numeric else "left", no_wrap=True)
     return table
 
 
@@ -267,11 +274,8 @@ def _cell(value: object, verdict: str | None = None) -> Any:
 def _campaign_table(result: CampaignResult) -> Table:
     from verifier.report import VERDICT_ORDER
 
-    table = _new_table(
-        "per-layer summary (all networks)",
-        ["layer", *VERDICT_ORDER, "max rel err hand/jax", "hand/fd", "jax/fd", "max err/tol"],
-        text_columns=1,
-    )
+    columns = ["layer", *VERDICT_ORDER, "max rel err hand/jax", "hand/fd", "jax/fd", "max err/tol"]
+    table = _new_table("per-layer summary (all networks)", columns, numeric=columns[1:])
     for name, stats in result.to_dict()["layers"].items():
         v, e = stats["verdicts"], stats["max_rel_err"]
         table.add_row(
@@ -286,11 +290,8 @@ def _campaign_table(result: CampaignResult) -> Table:
 def _report_table(report: Report) -> Table:
     from verifier.report import COMPARISONS, comparison_cell, worst_entry_cell, worst_ratio
 
-    table = _new_table(
-        "per array, output layer first",
-        ["layer", "array", "verdict", "blame", "hand vs jax", "hand vs fd", "jax vs fd", "err/tol", "worst entry"],
-        text_columns=4,
-    )
+    columns = ["layer", "array", "verdict", "blame", "hand vs jax", "hand vs fd", "jax vs fd", "err/tol", "worst entry"]
+    table = _new_table("per array, output layer first", columns, numeric=["err/tol"])
     for layer in reversed(report.layers):
         for p in layer.params:
             ratio = worst_ratio(p)
@@ -464,7 +465,7 @@ def _print_campaign(out: _Output, result: CampaignResult, directory: Path | None
         return
     out.note(
         f"DISCREPANCY: minimal failing network (after {result.shrink_steps} shrink steps): "
-        f"{result.failing_case.to_dict()}"
+        f"{json.dumps(result.failing_case.to_dict())}"
     )
     out.table(_report_table(result.failing_report))
     for line in _report_lines(result.failing_report):

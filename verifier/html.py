@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import io
+import json
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -41,6 +42,12 @@ VERDICT_COLORS = {
     "not-exercised": "#757575",
     "error": "#6a1b9a",
 }
+STATUS_COLORS = {  # of one comparison
+    "agree": VERDICT_COLORS["pass"],
+    "disagree": VERDICT_COLORS["fail"],
+    "inconclusive": VERDICT_COLORS["inconclusive"],
+    "unavailable": VERDICT_COLORS["not-exercised"],
+}
 SIDES = {"hand-written": "hand", "jax": "jax", "finite-differences": "fd"}
 STYLES = {  # marker and colour of each comparison in the error plot
     COMPARISONS[0]: ("o", "#1f77b4"),
@@ -61,7 +68,7 @@ th { background: #f3f3f3; } td.num { text-align: right; font-variant-numeric: ta
 code, pre { font-family: ui-monospace, monospace; } pre { background: #f6f6f6; padding: .7em; overflow-x: auto; }
 figure { margin: .5em 0; } figure svg { max-width: 100%; height: auto; }
 figcaption { color: #555; font-size: .9em; }
-""" + "".join(f".v-{v} {{ background: {c}; }}\n" for v, c in VERDICT_COLORS.items())
+""" + "".join(f".v-{v} {{ background: {c}; }}\n" for v, c in {**VERDICT_COLORS, **STATUS_COLORS}.items())
 
 
 def esc(value: object) -> str:
@@ -161,7 +168,7 @@ def _settings_table(meta: Mapping[str, Any]) -> str:
     if isinstance(jax, Mapping):
         rows.append(["JAX oracle", "used" if jax.get("used") else esc(f"not used: {jax.get('reason', '')}")])
     if isinstance(meta.get("case"), Mapping):
-        rows.append(["case", f"<code>{esc(meta['case'])}</code>"])
+        rows.append(["case", f"<code>{esc(json.dumps(meta['case']))}</code>"])
     return "<h2>Settings</h2>\n" + _table(["setting", "value"], rows)
 
 
@@ -188,7 +195,7 @@ def _worst_entries(report: Report) -> str:
                 _num(c.worst_tol),
                 _num(c.worst_error_bar),
                 _num(ratio),
-                _verdict(c.status.value if c.status.value != "agree" else "pass"),
+                _verdict(c.status.value),
             ]
         )
     if not rows:
@@ -228,7 +235,14 @@ def campaign_html(result: CampaignResult, *, replay: Sequence[str] = ()) -> str:
         f"<h1>verify-grads: {esc(headline)} {_verdict(verdict)}</h1>",
         f"<p>{esc(result.summary_line())} in {result.elapsed:.1f} s.</p>",
         "<h2>Settings</h2>\n"
-        + _table(["setting", "value"], [[esc(k), f"<code>{esc(v)}</code>"] for k, v in s.items() if v != {}]),
+        + _table(
+            ["setting", "value"],
+            [
+                [esc(k), f"<code>{esc(json.dumps(v) if isinstance(v, dict) else v)}</code>"]
+                for k, v in s.items()
+                if v != {}
+            ],
+        ),
         _figure(_layer_plot(result), _ERROR_CAPTION.replace("per array", "per layer over every network")),
         "<h2>Per layer</h2>\n" + _layer_table(result),
     ]

@@ -255,12 +255,14 @@ def tolerance_line(meta: Mapping[str, Any]) -> str:
 def markdown_table(report: Report, heading: str | None = "verify-grads") -> str:
     """A short Markdown summary for a CI job page: verdict, root cause, next step, then one row per
     array, the layer nearest the output first."""
-    lines = [f"## {md(heading)}: {report.verdict.value}", ""] if heading else []
-    lines.append(
-        f"**verdict: {report.verdict.value}**"
-        + (f" · root cause: **{md(report.root_cause)}**" if report.root_cause else "")
-    )
-    lines.append("")
+    lines = []
+    if heading:  # under a heading of its own; nested in a run summary, the summary says it
+        lines += [f"## {md(heading)}: {report.verdict.value}", ""]
+        lines.append(
+            f"**verdict: {report.verdict.value}**"
+            + (f" · root cause: **{md(report.root_cause)}**" if report.root_cause else "")
+        )
+        lines.append("")
     if report.next_step:
         lines += [f"next step: {md(report.next_step)}", ""]
     settings = ", ".join(

@@ -174,6 +174,7 @@ def test_replay_reproduces_the_failing_verdict_and_exit_code(failing_run, capsys
     code, out, _ = run(["replay", str(failing_run / "latest.json")], capsys)
     assert code == 1
     assert f"root cause: {recorded['root_cause']}" in out and "reproduced:" in out and "NOT" not in out
+    assert "\u2026" not in out  # piped: no column of the per-array table is cut short
 
 
 def test_replay_in_json_prints_the_replayed_report(failing_run, capsys):
