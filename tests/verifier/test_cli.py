@@ -217,6 +217,28 @@ def test_a_backward_given_from_python_replays_from_python_but_not_from_the_comma
     assert code == 2 and "replay from Python" in err and "Traceback" not in err
 
 
+def test_a_failure_that_does_not_repeat_is_kept_with_a_note_and_replay_says_so(tmp_path):
+    import reference
+    from verifier.campaign import FLAKY_NOTE, replay
+    from verifier.report import read_report
+
+    calls = []
+
+    def wrong_once(net, params, trace, y):
+        calls.append(1)
+        grads, deltas = reference.backward(net, params, trace, y)
+        if len(calls) == 1:  # state between calls: only the very first answer is wrong
+            grads = {name: {k: -v for k, v in g.items()} for name, g in grads.items()}
+        return grads, deltas
+
+    result = run_campaign(3, seed=0, backward=wrong_once)
+    assert not result.ok and FLAKY_NOTE in result.failing_report.notes
+    path = tmp_path / "latest.json"
+    path.write_text(json_text(result.to_dict()))
+    again = replay(read_report(path), backward=wrong_once)
+    assert again.ok and not again.reproduced
+
+
 def test_replay_of_a_run_that_agreed_runs_it_again(tmp_path, capsys):
     assert run(["--examples", "2", "--seed", "3", "--report-dir", str(tmp_path)], capsys)[0] == 0
     code, out, _ = run(["replay", str(tmp_path / "latest.json")], capsys)
