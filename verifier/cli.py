@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from verifier.report import Report
 
 EXIT_OK, EXIT_DISCREPANCY, EXIT_USAGE = 0, 1, 2
+EXIT_BROKEN_PIPE = 141  # what a Unix tool stopped by SIGPIPE reports
 FORMATS = ("text", "json", "markdown")
 DTYPES = ("float64", "float32")
 PIPE_WIDTH = 160  # text lines when piped; tables take the width they need
@@ -191,6 +192,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("verify-grads: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `verify-grads | head`: the reader left; the reports are already written
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 # --- output --------------------------------------------------------------------------------
@@ -307,6 +312,12 @@ def _report_table(report: Report) -> Table:
     return table
 
 
+def _print_report(out: _Output, report: Report) -> None:
+    out.table(_report_table(report))
+    for line in _report_lines(report):
+        out.note(line)
+
+
 def _report_lines(report: Report) -> list[str]:
     lines = [f"verdict: {report.verdict.value}" + (f", root cause: {report.root_cause}" if report.root_cause else "")]
     if report.next_step:
@@ -384,6 +395,24 @@ def _write(directory: Path, json_text: str, markdown: str, html: str) -> list[Pa
         ) from None
 
 
+def _deliver(out: _Output, documents: tuple[str, str, str], directory: Path | None, show: Callable[[], None]) -> None:
+    """Write the reports first (a broken pipe or ^C while printing cannot lose them), then print
+    the output; a write that failed is reported after it."""
+    written: list[Path] = []
+    failure: InvalidArgument | None = None
+    if directory is not None:
+        try:
+            written = _write(directory, *documents)
+        except InvalidArgument as exc:
+            failure = exc
+    show()
+    out.document(documents[0] if out.format == "json" else documents[1])
+    if failure is not None:
+        raise failure
+    if written:
+        out.note("reports written: " + ", ".join(str(p) for p in written))
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
@@ -450,10 +479,7 @@ def _run_main(args: argparse.Namespace) -> int:
             on_shrink=progress.shrink,
         )
     documents = _campaign_documents(result, args.report_dir)
-    _print_campaign(out, result, args.report_dir)
-    out.document(documents[0] if args.format == "json" else documents[1])
-    paths = _write(args.report_dir, *documents)
-    out.note("reports written: " + ", ".join(str(p) for p in paths))
+    _deliver(out, documents, args.report_dir, lambda: _print_campaign(out, result, args.report_dir))
     return EXIT_OK if result.ok else EXIT_DISCREPANCY
 
 
@@ -506,22 +532,19 @@ def _run_replay(args: argparse.Namespace) -> int:
     total = int(plan.campaign["examples"]) if plan.campaign is not None else 1
     with _Progress(total, "replaying the run") as progress:
         result = replay(plan, on_example=progress.example, on_shrink=progress.shrink)
-    documents = _replay_documents(result, args.report, args.report_dir)
-    if result.report is not None:
-        out.table(_report_table(result.report))
-        for line in _report_lines(result.report):
-            out.note(line)
-    else:
-        assert result.campaign is not None
-        _print_campaign(out, result.campaign, None)
-    out.document(documents[0] if args.format == "json" else documents[1])
-    if result.reproduced:
-        out.note(f"reproduced: {result.replayed.describe()}, as recorded")
-    else:
-        out.note(f"NOT reproduced: recorded {result.recorded.describe()}; replayed {result.replayed.describe()}")
-    if args.report_dir is not None:
-        paths = _write(args.report_dir, *documents)
-        out.note("reports written: " + ", ".join(str(p) for p in paths))
+
+    def show() -> None:
+        if result.report is not None:
+            _print_report(out, result.report)
+        else:
+            assert result.campaign is not None
+            _print_campaign(out, result.campaign, None)
+        if result.reproduced:
+            out.note(f"reproduced: {result.replayed.describe()}, as recorded")
+        else:
+            out.note(f"NOT reproduced: recorded {result.recorded.describe()}; replayed {result.replayed.describe()}")
+
+    _deliver(out, _replay_documents(result, args.report, args.report_dir), args.report_dir, show)
     return EXIT_OK if result.ok else EXIT_DISCREPANCY
 
 
@@ -661,13 +684,7 @@ def _run_check(args: argparse.Namespace) -> int:
         )
     command = _check_command(args)
     report.meta["command"] = command
-    documents = _report_documents(report, [command])
-    out.table(_report_table(report))
-    for line in _report_lines(report):
-        out.note(line)
-    out.document(documents[0] if args.format == "json" else documents[1])
-    paths = _write(args.report_dir, *documents)
-    out.note("reports written: " + ", ".join(str(p) for p in paths))
+    _deliver(out, _report_documents(report, [command]), args.report_dir, lambda: _print_report(out, report))
     return EXIT_OK if report.ok else EXIT_DISCREPANCY
 
 
