@@ -5,34 +5,71 @@ a stack of points, `objective(points (m, n)) -> Evaluation`, so that many pertur
 evaluated in one vectorized call. An item is one derivative to estimate: along a basis vector
 (an entry of theta) or along a dense unit direction restricted to a slice of theta.
 
-Methods (each estimate carries `error`, an absolute error bar):
+Methods. Every stencil evaluates f at theta + k h v for k in (+-1, +-2, +-4) (6 evaluations per
+item), with h a power of two times max(1, |theta_i|), so that theta_i + k h is exact for an
+entry. D(h) = (f(+h) - f(-h)) / 2h.
 
-- central: D(h) = (f(+h) - f(-h)) / 2h at h = eps^(1/3) * scale. Truncation is estimated from
-  D(2h): |D(h) - D(2h)| / 3; round-off as c * eps * max|f| / h.
-- richardson: one extrapolation step of the central table at h = eps^(1/5) * scale,
-  R(h) = (4 D(h) - D(2h)) / 3, with truncation |R(h) - R(2h)| / 15.
-- complex-step: Im f(theta + i h v) / h with h = 1e-20 * scale. No subtraction, so no
-  round-off blow-up; needs a function analytic in theta (the reference is).
+- central: h ~ eps^(1/3); the value is D(h), its truncation bar |D(h) - D(2h)|.
+- richardson: h ~ eps^(1/5); R(h) = (4 D(h) - D(2h)) / 3, truncation bar |R(h) - R(2h)|.
+- complex-step: V(h) = Im f(theta + i h v) / h at h = 1e-20 and 2h, extrapolated: no
+  subtraction, 2 evaluations per item, exact to a few ulps, but only for a function analytic in
+  theta (the reference is).
+- auto: complex-step where the function accepts complex input, otherwise richardson.
+
+The truncation bars are |E(h) - E(2h)| without the 1/3 (central) or 1/15 (richardson) factor of
+the smooth error law: the bar then also covers an O(h) law, which is what a jump of f'' inside
+the stencil (elu, huber) produces. Round-off: the noise of f is measured, per item, by the
+combination of the 7 stencil values that annihilates every polynomial of degree <= 5 (unit norm:
+it has the noise's standard deviation), pooled over the smooth items of a call, and never taken
+below 16 ulps of max|f|; a formula with weights c (per unit h) then gets 3 ||c|| noise / h.
+
+Complex step on a black box. A function can accept complex input without being analytic
+(np.abs, .real, np.maximum, a cast to float): the imaginary part is then silently wrong. So
+`auto` cross-checks: the complex-step values, combined with random weights c, must match a
+real-arithmetic Richardson derivative along the same combination sum_j c_j v_j, within both
+error bars. A function that raises, warns about discarding an imaginary part, returns real
+values, or fails the cross-check falls back to Richardson (method="complex-step" raises
+InvalidArgument instead).
 
 Kinks. When the objective reports a sign signature (the signs of the pre-activations of kinked
-units), a stencil point whose signature differs from the centre's crossed a kink. The side of
-the stencil that stays on one smooth piece then gives a one-sided second-order difference; if
-both sides are clean and disagree, or neither is clean, the item is marked `kink` (the caller
-turns that into `inconclusive`). Without a signature, the two one-sided differences are still
-compared, and a disagreement beyond their error bars also marks a kink.
+units), every stencil point is placed on its smooth piece:
+- all points on the centre's piece: the smooth formula;
+- only +-4h crossed: the formula that does not use +-4h (R(h) or D(h), bar |D(h) - D(2h)|);
+- one side stays on the centre's piece: the one-sided difference (-3 f0 + 4 f(h) - f(2h)) / 2h
+  from that side, bar from the same at 2h;
+- the centre sits exactly on a kink that the item moves (signature 0 there): the derivative
+  exists only if both one-sided differences agree; they are averaged if they do.
+Without a signature, a kink shows as a fourth difference f(2h) - 4 f(h) + 6 f0 - ... that does
+not shrink like h^4 between the steps h and 2h (it is fwd - bwd, the split of the one-sided
+differences); at the smallest step, a side is kept if it is self-consistent across two step
+sizes while the other is not. An item that no rule resolves at the richardson step is retried
+at the central step (a kink further than 8 eps^(1/3) away is then outside the stencil); if that
+fails too, the item is a `kink` and the caller turns it into `inconclusive`.
 """
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 import numpy as np
 
+from verifier.errors import InvalidArgument, parse_enum
+
 Array = np.ndarray
 EPS = float(np.finfo(np.float64).eps)
-ROUNDOFF_FACTOR = 64.0  # f is a long float64 computation: allow a few dozen ulps of |f|
+ROUNDOFF_FACTOR = 64.0  # complex step: a few dozen ulps of the derivative (and of f0 / scale)
+NOISE_ULPS = 16.0  # the smallest noise assumed for f: 16 ulps of max |f| on the stencil
+NOISE_SIGMAS = 3.0  # a round-off bar is this many standard deviations of the noise
+COMPLEX_STEP = 1e-20
+OFFSETS = (1, -1, 2, -2, 4, -4)
+CROSS_CHECK_SAFETY = 10.0  # complex step vs richardson along a random combination
+AGREE_FACTOR = 2.0  # two one-sided derivatives agree within this many times their bars
+SMOOTH_RATE = 4.0  # |Delta4(h)| may be up to SMOOTH_RATE / 16 of |Delta4(2h)| for smooth f
+SELF_CONSISTENT = 0.1  # a side is self-consistent when its h/2h change is < 10% of the split
 
 
 class Method(str, Enum):
@@ -79,11 +116,22 @@ class Items:
     def chunks(self, size: int) -> Iterator[tuple[slice, Items]]:
         for lo in range(0, len(self), size):
             sl = slice(lo, min(lo + size, len(self)))
-            if self.entries is not None:
-                yield sl, Items(entries=self.entries[sl])
-            else:
-                assert self.directions is not None
-                yield sl, Items(start=self.start, directions=self.directions[sl])
+            yield sl, self.subset(sl)
+
+    def subset(self, which: slice | Array) -> Items:
+        if self.entries is not None:
+            return Items(entries=self.entries[which])
+        assert self.directions is not None
+        return Items(start=self.start, directions=self.directions[which])
+
+    def combine(self, weights: Array, n: int) -> Items:
+        """The single direction sum_j weights[j] * item_j (not normalized)."""
+        if self.entries is not None:
+            dense = np.zeros(n)
+            np.add.at(dense, self.entries, weights)
+            return Items(start=0, directions=dense[None, :])
+        assert self.directions is not None
+        return Items(start=self.start, directions=(weights @ self.directions)[None, :])
 
     def displace(self, theta: Array, steps: Array) -> Array:
         """Points theta + steps[j] * item_j, shape (m, n); steps may be complex."""
@@ -100,17 +148,37 @@ class Items:
 @dataclass
 class Estimate:
     """Per item: the derivative, its absolute error bar, whether a kink made it unusable, and
-    the method that produced it ("complex-step", "central", "one-sided", "richardson")."""
+    the method that produced it ("complex-step", "richardson", "central", "one-sided").
+
+    `evaluations` counts every point the call evaluated (shared ones included); `cost` (m,)
+    the evaluations spent on each item alone; `notes` says why a method was abandoned."""
 
     value: Array
     error: Array
     kink: Array
     method: list[str]
     evaluations: int
+    cost: Array | None = None
+    notes: list[str] = field(default_factory=list)
 
     @classmethod
     def empty(cls, m: int) -> Estimate:
-        return cls(np.zeros(m), np.zeros(m), np.zeros(m, bool), [""] * m, 0)
+        return cls(np.zeros(m), np.zeros(m), np.zeros(m, bool), [""] * m, 0, np.zeros(m, np.int64))
+
+    def take(self, which: slice) -> Estimate:
+        """The items `which`; `evaluations` becomes their own cost."""
+        cost = None if self.cost is None else self.cost[which]
+        evaluations = self.evaluations if cost is None else int(cost.sum())
+        return Estimate(
+            self.value[which], self.error[which], self.kink[which], self.method[which], evaluations, cost, self.notes
+        )
+
+    def _put(self, where: Array, part: Estimate) -> None:
+        self.value[where] = part.value
+        self.error[where] = part.error
+        self.kink[where] = part.kink
+        for j, name in zip(np.flatnonzero(where) if where.dtype == bool else where, part.method, strict=True):
+            self.method[j] = name
 
 
 def estimate(
@@ -119,46 +187,244 @@ def estimate(
     items: Items,
     scale: Array,
     *,
-    method: Method,
+    method: Method | str,
     supports_complex: bool,
     chunk: int = 512,
+    rng: np.random.Generator | None = None,
 ) -> Estimate:
     """Derivatives of f along every item, with error bars. `scale` (one per item) sets the step:
-    the magnitude of the coordinate being moved, at least 1."""
+    the magnitude of the coordinate being moved, at least 1. `rng` draws the cross-check's
+    weights (default: a fixed stream of the harness's own)."""
+    method = parse_enum(Method, method, "method")
+    if method is Method.COMPLEX_STEP and not supports_complex:
+        raise InvalidArgument(
+            "method='complex-step': the function does not accept complex input; "
+            "use method='richardson' or 'central' (or 'auto', which picks one)"
+        )
     m = len(items)
     out = Estimate.empty(m)
     if m == 0:
         return out
+    assert out.cost is not None
+    rng = np.random.default_rng([0x5EED, 0xFD]) if rng is None else rng
     scale = np.maximum(1.0, np.asarray(scale, dtype=np.float64))
     center = objective(theta[None, :])
-    out.evaluations += 1
-    f0 = float(center.losses[0])
-    center_sig = None if center.signature is None else center.signature[0]
-    use_complex = method in (Method.COMPLEX_STEP, Method.AUTO) and supports_complex
-    if method is Method.COMPLEX_STEP and not supports_complex:
-        raise ValueError(
-            "method='complex-step': the function does not accept complex input; "
-            "use method='richardson' or 'central' (or 'auto', which picks one)"
-        )
-    for sl, part in items.chunks(chunk):
-        if use_complex and (center_sig is None or np.all(center_sig != 0)):
-            est = _complex_step(objective, theta, part, scale[sl], f0)
-        else:
-            richardson = method is Method.RICHARDSON or (method is Method.AUTO and not supports_complex)
-            est = _stencil(objective, theta, part, scale[sl], f0, center_sig, richardson)
-        out.value[sl], out.error[sl], out.kink[sl] = est.value, est.error, est.kink
-        out.method[sl] = est.method
-        out.evaluations += est.evaluations
+    out.evaluations = 1
+    f0 = float(np.real(center.losses[0]))
+    sig0 = None if center.signature is None else np.asarray(center.signature[0])
+    if not math.isfinite(f0):
+        out.kink[:] = True
+        out.method = ["non-finite"] * m
+        out.notes.append(f"f(theta) = {f0}: no derivative can be estimated")
+        return out
+
+    todo = np.ones(m, bool)  # items still without an estimate
+    if method in (Method.AUTO, Method.COMPLEX_STEP) and supports_complex:
+        todo, shared = _try_complex_step(objective, theta, items, scale, f0, sig0, method, chunk, rng, out)
+        out.evaluations += shared
+
+    idx = np.flatnonzero(todo)
+    stages = ("central",) if method is Method.CENTRAL else ("richardson", "central")
+    for lo in range(0, idx.size, chunk):
+        part_idx = idx[lo : lo + chunk]
+        part = _staged_stencil(objective, theta, items.subset(part_idx), scale[part_idx], f0, sig0, stages)
+        out._put(part_idx, part)
+        assert part.cost is not None
+        out.cost[part_idx] += part.cost
+    out.evaluations += int(out.cost.sum())
     return out
 
 
-def _complex_step(objective: Objective, theta: Array, items: Items, scale: Array, f0: float) -> Estimate:
-    h = 1e-20 * scale
-    ev = objective(items.displace(theta, 1j * h))
-    value = np.imag(ev.losses) / h
-    # no cancellation: the error is round-off in the derivative itself, and in the loss's terms
-    error = ROUNDOFF_FACTOR * EPS * (np.abs(value) + np.abs(f0) / scale)
-    return Estimate(value, error, np.zeros(len(items), bool), ["complex-step"] * len(items), len(items))
+def _step(scale: Array, kind: str) -> Array:
+    """A power of two near eps^(1/5) * scale (richardson) or eps^(1/3) * scale (central): then
+    theta_i + k h is exact for |theta_i| <= scale (short of a binade crossing)."""
+    base = EPS ** (1 / 5) if kind == "richardson" else EPS ** (1 / 3)
+    return np.exp2(np.round(np.log2(base * scale)))
+
+
+# --- complex step -------------------------------------------------------------------------------
+
+
+def _try_complex_step(
+    objective: Objective,
+    theta: Array,
+    items: Items,
+    scale: Array,
+    f0: float,
+    sig0: Array | None,
+    method: Method,
+    chunk: int,
+    rng: np.random.Generator,
+    out: Estimate,
+) -> tuple[Array, int]:
+    """Fill `out` with complex-step values where they can be trusted. Returns the items still
+    to do (moving a unit that sits exactly on a kink, or all of them when the complex step is
+    abandoned) and the evaluations shared by all items (the cross-check)."""
+    assert out.cost is not None
+    m = len(items)
+    todo = np.ones(m, bool)
+    usable = np.ones(m, bool)
+    if sig0 is not None and np.any(sig0 == 0):
+        # the complex step would give the derivative of the branch the code picks at the kink
+        touching = _touching_kinks(objective, theta, items, scale, sig0, chunk)
+        out.cost += 2
+        usable = ~touching
+    idx = np.flatnonzero(usable)
+    if idx.size == 0:
+        return todo, 0
+    sub = items.subset(idx)
+    values, errors, reason = _complex_values(objective, theta, sub, scale[idx], f0, chunk)
+    out.cost[idx] += 2
+    shared = 0
+    if reason is None:
+        finite = np.isfinite(values) & np.isfinite(errors)
+        reason, shared = _cross_check(
+            objective, theta, sub.subset(finite), scale[idx][finite], values[finite], errors[finite], f0, sig0, rng
+        )
+    if reason is not None:
+        if method is Method.COMPLEX_STEP:
+            raise InvalidArgument(
+                f"method='complex-step': {reason}; use method='auto' (which falls back to richardson) "
+                "or method='richardson'"
+            )
+        out.notes.append(f"complex step abandoned for richardson: {reason}")
+        return todo, shared
+    keep = idx[finite]
+    out.value[keep], out.error[keep] = values[finite], errors[finite]
+    for j in keep:
+        out.method[j] = "complex-step"
+    todo[keep] = False
+    return todo, shared
+
+
+def _complex_values(
+    objective: Objective, theta: Array, items: Items, scale: Array, f0: float, chunk: int
+) -> tuple[Array, Array, str | None]:
+    """Per item the complex-step derivative and its error bar, or the reason the function does
+    not take complex input. V(h) = Im f(theta + i h v) / h has error -f'''(theta) h^2 / 6, so
+    (4 V(h) - V(2h)) / 3 removes it and |V(h) - V(2h)| bounds what is left. That bound matters
+    only where the derivative is tiny next to h^2 f''' (a gradient of 1e-40 when every value is
+    near zero); there it keeps an exact 0 from failing against 1e-41."""
+    h = COMPLEX_STEP * scale
+    v1, v2 = np.empty(len(items)), np.empty(len(items))
+    for sl, part in items.chunks(chunk):
+        k = len(part)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", np.exceptions.ComplexWarning)
+                points = np.concatenate([part.displace(theta, 1j * h[sl]), part.displace(theta, 2j * h[sl])])
+                losses = np.asarray(objective(points).losses)
+        except Exception as exc:
+            return v1, v2, f"the function raised {type(exc).__name__}: {exc} on complex input"
+        if not np.iscomplexobj(losses):
+            return v1, v2, "the function returned real values for complex input (the imaginary part was dropped)"
+        v1[sl], v2[sl] = np.imag(losses[:k]) / h[sl], np.imag(losses[k:]) / (2 * h[sl])
+    value = (4 * v1 - v2) / 3
+    error = np.abs(v1 - v2) + ROUNDOFF_FACTOR * EPS * (np.abs(value) + abs(f0) / scale)
+    return value, error, None
+
+
+def _cross_check(
+    objective: Objective,
+    theta: Array,
+    items: Items,
+    scale: Array,
+    values: Array,
+    errors: Array,
+    f0: float,
+    sig0: Array | None,
+    rng: np.random.Generator,
+) -> tuple[str | None, int]:
+    """None when the complex-step values, combined with random weights c, match a richardson
+    derivative along sum_j c_j item_j; otherwise why not. Also returns the evaluations spent."""
+    spent = 0
+    if len(items) == 0:
+        return None, spent
+    for _ in range(2):
+        c = rng.standard_normal(len(items))
+        c /= np.linalg.norm(c)
+        combined = items.combine(c, theta.size)
+        s = np.array([math.sqrt(float(np.sum(c**2 * scale**2)))])
+        ref = _staged_stencil(objective, theta, combined, s, f0, sig0, ("richardson", "central"))
+        assert ref.cost is not None
+        spent += int(ref.cost.sum())
+        if ref.kink[0]:
+            continue
+        expected, bar = float(c @ values), float(np.abs(c) @ errors)
+        if abs(ref.value[0] - expected) <= CROSS_CHECK_SAFETY * (ref.error[0] + bar):
+            return None, spent
+        return (
+            f"along a random combination of the items the complex step gives {expected:.9g}, richardson "
+            f"{ref.value[0]:.9g} +- {ref.error[0]:.1e}: the function is not analytic "
+            "(abs, .real, maximum, a cast to float?)"
+        ), spent
+    return "the richardson cross-check met a kink along two random combinations", spent
+
+
+def _touching_kinks(
+    objective: Objective, theta: Array, items: Items, scale: Array, sig0: Array, chunk: int
+) -> Array:
+    """Per item: does it move a unit that sits exactly on a kink (signature 0 at the centre)?"""
+    zero = sig0 == 0
+    h = _step(scale, "central")
+    touching = np.zeros(len(items), bool)
+    for sl, part in items.chunks(chunk):
+        k = len(part)
+        ev = objective(np.concatenate([part.displace(theta, h[sl]), part.displace(theta, -h[sl])]))
+        if ev.signature is None:
+            touching[sl] = True
+            continue
+        moved = np.asarray(ev.signature)[:, zero] != 0
+        touching[sl] = np.any(moved[:k], axis=1) | np.any(moved[k:], axis=1)
+    return touching
+
+
+# --- real stencils --------------------------------------------------------------------------------
+
+
+def _null_weights() -> Array:
+    """Unit weights on the offsets (-4, -2, -1, 0, 1, 2, 4) that annihilate every polynomial of
+    degree <= 5: applied to f they leave noise of the noise's standard deviation, and a truncation
+    of order h^6."""
+    x = np.array([-4.0, -2.0, -1.0, 0.0, 1.0, 2.0, 4.0])
+    v = np.vander(x, 6, increasing=True).T  # (6, 7)
+    w = np.linalg.svd(v)[2][-1]
+    return w / np.linalg.norm(w)
+
+
+NULL_WEIGHTS = _null_weights()
+# ||coefficients|| (per 1/h) of D(h), R(h) and the one-sided (-3 f0 + 4 f(h) - f(2h)) / 2h
+NORM_CENTRAL = math.sqrt(0.5)
+NORM_RICHARDSON = math.sqrt(2 * (2 / 3) ** 2 + 2 * (1 / 12) ** 2)
+NORM_ONE_SIDED = math.sqrt(9 + 16 + 1) / 2
+
+
+def _staged_stencil(
+    objective: Objective,
+    theta: Array,
+    items: Items,
+    scale: Array,
+    f0: float,
+    sig0: Array | None,
+    stages: tuple[str, ...],
+) -> Estimate:
+    """The stencil at each stage's step in turn, for the items the previous stage left unresolved
+    (a kink it could not place); what the last stage leaves is a kink."""
+    m = len(items)
+    out = Estimate.empty(m)
+    assert out.cost is not None
+    unresolved = np.ones(m, bool)
+    for n, kind in enumerate(stages):
+        idx = np.flatnonzero(unresolved)
+        if idx.size == 0:
+            break
+        part = _stencil(objective, theta, items.subset(idx), scale[idx], f0, sig0, kind, n == len(stages) - 1)
+        out._put(idx, part)
+        assert part.cost is not None
+        out.cost[idx] += part.cost
+        unresolved[idx] = part.kink
+    out.evaluations = int(out.cost.sum())
+    return out
 
 
 def _stencil(
@@ -167,73 +433,97 @@ def _stencil(
     items: Items,
     scale: Array,
     f0: float,
-    center_sig: Array | None,
-    richardson: bool,
+    sig0: Array | None,
+    kind: str,
+    final: bool,
 ) -> Estimate:
-    """Central (or Richardson) differences on the stencil 0, +-h, +-2h (+-4h), with one-sided
-    fallbacks when the stencil crosses a kink."""
+    """One stencil (+-h, +-2h, +-4h) per item, in one call: the smooth formula of `kind`
+    (central or richardson) where every point lies on the centre's smooth piece, else a
+    one-sided difference from a clean side, else a kink."""
     m = len(items)
-    h = (EPS ** (1 / 5) if richardson else EPS ** (1 / 3)) * scale
-    multiples = (1, 2, 4) if richardson else (1, 2)
-    f: dict[int, Array] = {}
-    sig: dict[int, Array | None] = {}
-    for k in multiples:
-        for sign in (1, -1):
-            ev = objective(items.displace(theta, (sign * k) * h))
-            f[sign * k] = np.asarray(ev.losses, dtype=np.float64)
-            sig[sign * k] = ev.signature
-    evaluations = m * 2 * len(multiples)
-    fmax = np.max(np.abs(np.stack(list(f.values()))), axis=0)
-    roundoff = ROUNDOFF_FACTOR * EPS * np.maximum(fmax, abs(f0)) / h
+    h = _step(scale, kind)
+    ev = objective(np.concatenate([items.displace(theta, k * h) for k in OFFSETS]))
+    losses = np.real(np.asarray(ev.losses)).astype(np.float64).reshape(len(OFFSETS), m)
+    f = {k: losses[i] for i, k in enumerate(OFFSETS)}
+    finite = np.all(np.isfinite(losses), axis=0)
 
-    d1 = (f[1] - f[-1]) / (2 * h)
-    d2 = (f[2] - f[-2]) / (4 * h)
-    if richardson:
-        d4 = (f[4] - f[-4]) / (8 * h)
-        r1, r2 = (4 * d1 - d2) / 3, (4 * d2 - d4) / 3
-        value, error, name = r1, np.abs(r1 - r2) / 15 + roundoff, "richardson"
+    d1, d2, d4 = ((f[k] - f[-k]) / (2 * k * h) for k in (1, 2, 4))
+    r1, r2 = (4 * d1 - d2) / 3, (4 * d2 - d4) / 3
+    fwd1, fwd2 = (-3 * f0 + 4 * f[1] - f[2]) / (2 * h), (-3 * f0 + 4 * f[2] - f[4]) / (4 * h)
+    bwd1, bwd2 = (3 * f0 - 4 * f[-1] + f[-2]) / (2 * h), (3 * f0 - 4 * f[-2] + f[-4]) / (4 * h)
+
+    # noise of f: a per-item sample, pooled by the median (robust to the few items with a kink)
+    table = np.stack([f[-4], f[-2], f[-1], np.full(m, f0), f[1], f[2], f[4]])
+    sample = np.abs(NULL_WEIGHTS @ np.where(finite, table, 0.0))
+    pooled = float(np.median(sample[finite])) / 0.6745 if np.any(finite) else 0.0
+    floor = NOISE_ULPS * EPS * np.max(np.abs(np.where(finite, table, 0.0)), axis=0)
+    noise = np.maximum(floor, pooled)
+
+    def roundoff(norm: float, own: Array | None = None) -> Array:
+        n = noise if own is None else np.maximum(noise, own)
+        return NOISE_SIGMAS * norm * n / h
+
+    if kind == "richardson":
+        smooth_value, smooth_error = r1, np.abs(r1 - r2) + roundoff(NORM_RICHARDSON, sample)
+        inner_value, inner_norm = r1, NORM_RICHARDSON
     else:
-        value, error, name = d1, np.abs(d1 - d2) / 3 + roundoff, "central"
+        smooth_value, smooth_error = d1, np.abs(d1 - d2) + roundoff(NORM_CENTRAL, sample)
+        inner_value, inner_norm = d1, NORM_CENTRAL
+    fwd_error = np.abs(fwd1 - fwd2) + roundoff(NORM_ONE_SIDED)
+    bwd_error = np.abs(bwd1 - bwd2) + roundoff(NORM_ONE_SIDED)
 
-    # one-sided second-order differences from each side
-    fwd = (-3 * f0 + 4 * f[1] - f[2]) / (2 * h)
-    bwd = (3 * f0 - 4 * f[-1] + f[-2]) / (2 * h)
+    value, error = np.zeros(m), np.zeros(m)
+    resolved = np.zeros(m, bool)
+    methods = [kind] * m
 
-    # For smooth f the two one-sided formulas differ by O(h^3); a kink inside the stencil
-    # separates them by the jump in slope.
-    split = np.abs(fwd - bwd) > 10 * (np.abs(d1 - d2) + 4 * roundoff)
-    if center_sig is None:
-        clean_fwd = clean_bwd = np.ones(m, bool)
-        crossed = split
+    def use(mask: Array, v: Array, e: Array, name: str) -> None:
+        mask = mask & ~resolved & finite
+        value[mask], error[mask] = v[mask], e[mask]
+        resolved[mask] = True
+        for j in np.flatnonzero(mask):
+            methods[j] = name
+
+    if sig0 is not None and ev.signature is not None:
+        sig = np.asarray(ev.signature).reshape(len(OFFSETS), m, -1)
+        s = {k: sig[i] for i, k in enumerate(OFFSETS)}
+        zero = sig0 == 0
+        same = {k: np.all(s[k] == sig0, axis=1) for k in OFFSETS}
+        moves_zero = np.zeros(m, bool)
+        for k in OFFSETS:
+            moves_zero |= np.any((s[k] != 0) & zero, axis=1)
+        use(np.all([same[k] for k in OFFSETS], axis=0), smooth_value, smooth_error, kind)
+        inner = same[1] & same[-1] & same[2] & same[-2]
+        use(inner, inner_value, np.abs(d1 - d2) + roundoff(inner_norm), kind)
+        use(same[1] & same[2] & same[4], fwd1, fwd_error, "one-sided")
+        use(same[-1] & same[-2] & same[-4], bwd1, bwd_error, "one-sided")
+        # the centre sits on a kink the item moves: the derivative exists if both sides agree
+        on_piece = {k: np.all((s[k] == sig0) | zero, axis=1) for k in OFFSETS}
+        side_f = on_piece[1] & np.all(s[1] == s[2], axis=1) & np.all(s[2] == s[4], axis=1)
+        side_b = on_piece[-1] & np.all(s[-1] == s[-2], axis=1) & np.all(s[-2] == s[-4], axis=1)
+        split = np.abs(fwd1 - bwd1)
+        agree = moves_zero & side_f & side_b & (split <= AGREE_FACTOR * (fwd_error + bwd_error))
+        use(agree, (fwd1 + bwd1) / 2, split / 2 + np.maximum(fwd_error, bwd_error), "one-sided")
     else:
-        clean_fwd = _clean_side(center_sig, sig[1], sig[2])
-        clean_bwd = _clean_side(center_sig, sig[-1], sig[-2])
-        assert sig[1] is not None and sig[-1] is not None
-        crossed = ~clean_fwd | ~clean_bwd | np.any(sig[1] != sig[-1], axis=1)
-    one_sided_err = np.abs(d1 - d2) + 4 * roundoff  # O(h^2) truncation, as for central
-    kink = np.zeros(m, bool)
-    methods = [name] * m
-    for j in np.flatnonzero(crossed):
-        if clean_fwd[j] and clean_bwd[j] and not split[j]:
-            value[j], error[j] = (fwd[j] + bwd[j]) / 2, one_sided_err[j] + abs(fwd[j] - bwd[j])
-        elif clean_fwd[j] and not clean_bwd[j]:
-            value[j], error[j] = fwd[j], one_sided_err[j]
-        elif clean_bwd[j] and not clean_fwd[j]:
-            value[j], error[j] = bwd[j], one_sided_err[j]
-        else:
-            kink[j] = True
-            continue
-        methods[j] = "one-sided"
-    return Estimate(value, error, kink, methods, evaluations)
+        # without a signature a kink shows as a fourth difference that does not shrink like h^4
+        d4_h = f[2] - 4 * f[1] + 6 * f0 - 4 * f[-1] + f[-2]
+        d4_2h = f[4] - 4 * f[2] + 6 * f0 - 4 * f[-2] + f[-4]
+        smooth = np.abs(d4_h) <= SMOOTH_RATE / 16 * np.abs(d4_2h) + NOISE_SIGMAS * math.sqrt(70) * noise
+        use(smooth, smooth_value, smooth_error, kind)
+        if final:
+            split = np.abs(fwd1 - bwd1)
+            f_ok = np.abs(fwd1 - fwd2) <= SELF_CONSISTENT * split
+            b_ok = np.abs(bwd1 - bwd2) <= SELF_CONSISTENT * split
+            use(f_ok & ~b_ok, fwd1, fwd_error, "one-sided")
+            use(b_ok & ~f_ok, bwd1, bwd_error, "one-sided")
 
-
-def _clean_side(center: Array, near: Array | None, far: Array | None) -> Array:
-    """True per point where the half-stencil stays on one smooth piece: the two points share
-    a signature, and the centre agrees with it except where the centre sits exactly on a kink."""
-    assert near is not None and far is not None
-    same = np.all(near == far, axis=1)
-    agrees = np.all((center[None, :] == near) | (center[None, :] == 0), axis=1)
-    return same & agrees
+    kink = ~resolved
+    for j in np.flatnonzero(kink):
+        methods[j] = "kink" if finite[j] else "non-finite"
+    # no usable value: keep the smooth formula's and, as its spread, the split of the two sides
+    value[kink] = np.where(finite[kink], smooth_value[kink], 0.0)
+    error[kink] = np.where(finite[kink], np.abs(fwd1 - bwd1)[kink], 0.0)
+    cost = np.full(m, len(OFFSETS), np.int64)
+    return Estimate(value, error, kink, methods, int(cost.sum()), cost)
 
 
 def random_directions(rng: np.random.Generator, k: int, size: int) -> Array:

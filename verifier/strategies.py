@@ -3,29 +3,34 @@
 Public, with keyword-only arguments checked at once:
 
     networks(max_depth=5, max_width=16, activations=None, losses=None, skip_connections=True)
-    cases(..., dtype=np.float64, max_batch=8)      -> Case (network + seeds, replayable)
+    cases(..., dtype=np.float64, max_batch=8, values="seeded")  -> Case (replayable)
 
 A `Case` holds the network spec and the seeds its parameters and batch are drawn from, so a
 failing case found (and shrunk) by hypothesis is stored in a report as plain data and replayed
-exactly. Parameters and inputs are continuous random draws (normal / uniform), so no
-pre-activation lands exactly on a ReLU kink; a kink that falls inside a finite-difference
-stencil is detected by the oracle and handled with a one-sided difference.
+exactly. With values="seeded" (the default) parameters and inputs are continuous random draws
+(normal / uniform), so no pre-activation lands exactly on a ReLU kink; a kink that falls inside
+a finite-difference stencil is detected by the oracle and handled with a one-sided difference.
+With values="drawn" hypothesis draws every parameter and input itself, from [-1, 1] mixed with
+the exact values 0, +-0.5, +-1: exact zeros, ties and pre-activations exactly on a kink occur,
+and shrinking goes toward zeros. The drawn values are stored in the case, so it still replays.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 import numpy as np
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import reference
 from reference import Layer, Network, Params
-from verifier.errors import InvalidArgument
+from verifier.errors import InvalidArgument, parse_enum
 
-__all__ = ["Case", "cases", "networks"]
+__all__ = ["Case", "Values", "cases", "networks"]
 
 Array = np.ndarray
 
@@ -86,31 +91,56 @@ def networks(
     return build()
 
 
+class Values(str, Enum):
+    """Where a case's parameters and batch come from."""
+
+    SEEDED = "seeded"  # continuous random draws from params_seed / data_seed
+    DRAWN = "drawn"  # drawn by hypothesis entry by entry, stored in the case
+
+
 @dataclass(frozen=True)
 class Case:
-    """A network and the seeds of its parameters and batch: enough to rebuild it exactly."""
+    """A network and the seeds of its parameters and batch: enough to rebuild it exactly.
+
+    `drawn`, when set, holds the values themselves (values="drawn"): {"params": {layer: {"W",
+    "b"}}, "x", "y"} as nested lists of floats, exact in `dtype`; the seeds are then unused."""
 
     net: Network
     params_seed: int
     data_seed: int
     batch: int
     dtype: str = "float64"
+    drawn: dict[str, Any] | None = None
 
     def params(self) -> Params:
-        return reference.init_params(self.net, seed=self.params_seed, dtype=np.dtype(self.dtype))
+        dt = np.dtype(self.dtype)
+        if self.drawn is not None:
+            return {
+                name: {key: np.asarray(v, dtype=dt) for key, v in layer.items()}
+                for name, layer in self.drawn["params"].items()
+            }
+        return reference.init_params(self.net, seed=self.params_seed, dtype=dt)
 
     def data(self) -> tuple[Array, Array]:
         """x: (batch, n_inputs) ~ N(0, 1); y shaped (batch, n_outputs) to suit the loss."""
-        return make_batch(self.net, self.batch, self.data_seed, np.dtype(self.dtype))
+        dt = np.dtype(self.dtype)
+        if self.drawn is not None:
+            x = np.asarray(self.drawn["x"], dtype=dt).reshape(self.batch, self.net.n_inputs)
+            y = np.asarray(self.drawn["y"], dtype=dt).reshape(self.batch, self.net.n_outputs)
+            return x, y
+        return make_batch(self.net, self.batch, self.data_seed, dt)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "network": self.net.to_dict(),
             "params_seed": self.params_seed,
             "data_seed": self.data_seed,
             "batch": self.batch,
             "dtype": self.dtype,
         }
+        if self.drawn is not None:
+            out["drawn"] = self.drawn
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Case:
@@ -120,6 +150,7 @@ class Case:
             int(data["data_seed"]),
             int(data["batch"]),
             str(data.get("dtype", "float64")),
+            data.get("drawn"),
         )
 
 
@@ -142,15 +173,19 @@ def cases(
     dtype: Any = np.float64,
     min_batch: int = 1,
     max_batch: int = 8,
+    values: Values | str = "seeded",
     **network_options: Any,
 ) -> st.SearchStrategy[Case]:
-    """Random cases: a network from `networks(**network_options)`, parameter and data seeds,
-    and a batch size."""
+    """Random cases: a network from `networks(**network_options)`, a batch size, and either
+    parameter and data seeds (values="seeded") or the values themselves (values="drawn"; keep
+    networks small, max_width <= 8 or so, since hypothesis draws every entry)."""
     dt = np.dtype(dtype)
     if dt not in (np.float32, np.float64):
         raise InvalidArgument(f"dtype={dtype!r}: expected float32 or float64")
     max_batch = _check_range("max_batch", max_batch, 1, 4096)
     min_batch = _check_range("min_batch", min_batch, 1, max_batch)
+    if parse_enum(Values, values, "values") is Values.DRAWN:
+        return _drawn_cases(networks(**network_options), dt, min_batch, max_batch)
     return st.builds(
         Case,
         networks(**network_options),
@@ -159,3 +194,37 @@ def cases(
         st.integers(min_batch, max_batch),
         st.just(dt.name),
     )
+
+
+# exact values mixed into drawn arrays: zeros (the shrink target), ties, and sums that cancel
+# exactly (0.5 * 1 - 0.5 = 0), so that pre-activations land exactly on a kink
+_EXACT = (0.0, 0.5, -0.5, 1.0, -1.0)
+
+
+def _drawn_cases(
+    nets: st.SearchStrategy[Network], dt: np.dtype, min_batch: int, max_batch: int
+) -> st.SearchStrategy[Case]:
+    width: Any = 32 if dt == np.float32 else 64
+    real = st.one_of(st.sampled_from(_EXACT), st.floats(-1.0, 1.0, width=width, allow_subnormal=False))
+    unit = st.one_of(st.sampled_from((0.0, 0.5, 1.0)), st.floats(0.0, 1.0, width=width, allow_subnormal=False))
+
+    @st.composite
+    def build(draw: st.DrawFn) -> Case:
+        net = draw(nets)
+        batch = draw(st.integers(min_batch, max_batch))
+        params = {
+            name: {key: draw(hnp.arrays(dt, shape, elements=real)).tolist() for key, shape in shapes.items()}
+            for name, shapes in net.param_shapes().items()
+        }
+        n_out = net.n_outputs
+        target = reference.get_loss(net.loss).target
+        if target == "distribution":
+            labels = draw(hnp.arrays(np.int64, batch, elements=st.integers(0, n_out - 1)))
+            y = np.eye(n_out, dtype=dt)[labels]
+        else:
+            y = draw(hnp.arrays(dt, (batch, n_out), elements=unit if target == "binary" else real))
+        x = draw(hnp.arrays(dt, (batch, net.n_inputs), elements=real))
+        drawn = {"params": params, "x": x.tolist(), "y": y.tolist()}
+        return Case(net, 0, 0, batch, dt.name, drawn)
+
+    return build()
