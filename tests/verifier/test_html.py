@@ -77,6 +77,27 @@ def test_a_layer_named_like_a_script_tag_is_escaped_everywhere(failing):
     assert external_references(page) == []
 
 
+def test_a_pytree_key_with_a_script_tag_checked_by_check_grads_is_escaped_in_the_page():
+    import verifier.check
+
+    if not hasattr(verifier.check, "check_grads"):
+        pytest.skip("verifier.check.check_grads is not available yet")
+    x = np.random.default_rng(3).normal(size=(4, 2))
+
+    def loss(p):
+        return float(np.sum(np.tanh(x @ p[SCRIPT]["w"]) ** 2))
+
+    def grad(p):
+        h = np.tanh(x @ p[SCRIPT]["w"])
+        return {SCRIPT: {"w": x.T @ (2 * h * (1 - h**2))}}
+
+    report = verifier.check.check_grads(loss, {SCRIPT: {"w": np.ones((2, 3))}}, grad)
+    assert report.ok and report.layers[0].name == SCRIPT
+    page = html.report_html(report)
+    assert "<script" not in page.lower() and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert page.count("<svg") == 2 and external_references(page) == []
+
+
 def test_names_that_look_like_math_are_drawn_as_they_are(passing):
     report = copy.deepcopy(passing)
     report.layers[1].name = r"cost $\frac{a}{b$ {}"
