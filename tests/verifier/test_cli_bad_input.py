@@ -1,6 +1,7 @@
 """Bad command lines and bad report files: each gets a clear message on stderr and exit code 2,
 never a traceback."""
 
+import importlib
 import json
 import os
 import subprocess
@@ -149,6 +150,7 @@ CASES = [
     ("check-missing-grad", ["check", "{m}:loss", "--params", "{m}:params"], "required: --grad"),
     ("check-module-raises", ["check", "{m}_raises:loss", *CHECK[2:]], "raised ZeroDivisionError: division by zero"),
     ("check-params-raise", [*CHECK[:5], "{m}:broken_params"], "calling it raised RuntimeError: the data file"),
+    ("check-params-not-float", [*CHECK[:5], "{m}:CONSTANT"], "expected a floating-point array"),
     ("check-negative-rtol", [*CHECK, "--rtol=-1e-3"], "argument --rtol: expected a finite number >= 0"),
 ]
 
@@ -161,6 +163,8 @@ def _fill(items, module):
 def test_a_bad_invocation_exits_2_with_a_clear_message_and_no_traceback(argv, message, workdir, capsys):
     if "--plant" in argv:
         pytest.importorskip("verifier.mutants")
+    if argv[-1] == "{m}:CONSTANT" and not hasattr(importlib.import_module("verifier.check"), "check_grads"):
+        pytest.skip("the check of the params themselves is check_grads's, not available yet")
     _, module = workdir
     try:
         code = main(_fill(argv, module))
