@@ -217,6 +217,18 @@ def test_a_backward_given_from_python_replays_from_python_but_not_from_the_comma
     assert code == 2 and "replay from Python" in err and "Traceback" not in err
 
 
+def test_a_case_drawn_as_values_is_kept_with_its_values_and_replays_from_the_command_line(tmp_path, capsys):
+    pytest.importorskip("verifier.mutants")
+    result = run_campaign(20, seed=1, backward="sign-flip", network_options={"values": "drawn", "max_depth": 2})
+    assert not result.ok
+    data = json.loads(json_text(result.to_dict()))
+    validate(data)
+    assert "drawn" in data["failing_case"] and data["settings"]["network_options"]["values"] == "drawn"
+    (tmp_path / "latest.json").write_text(json_text(result.to_dict()))
+    code, out, _ = run(["replay", str(tmp_path / "latest.json")], capsys)
+    assert code == 1 and "reproduced:" in out and f"root cause {result.root_cause}" in out
+
+
 def test_a_failure_that_does_not_repeat_is_kept_with_a_note_and_replay_says_so(tmp_path):
     import reference
     from verifier.campaign import FLAKY_NOTE, replay
