@@ -114,7 +114,11 @@ def _add_oracle_options(parser: argparse.ArgumentParser, action: Any = "store") 
         "--mode", choices=[m.value for m in Mode], default="auto", action=action, help="finite-difference mode"
     )
     parser.add_argument(
-        "--seed", type=_seed, default=0, action=action, help="seed of the random search and directions (default 0)"
+        "--seed",
+        type=_seed,
+        default=0,
+        action=action,
+        help="seed of the random search (main job) and of the random directions (default 0)",
     )
 
 
@@ -157,7 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dtype", choices=DTYPES, default="float64", action=main, help="dtype of the reference")
     _add_format(parser, main)
     parser.add_argument(
-        "--report-dir", type=Path, default=Path("reports"), action=main, help="where latest.json/.md/.html go"
+        "--report-dir",
+        type=Path,
+        default=Path("reports"),
+        action=main,
+        help="where latest.json/.md/.html go (default reports/)",
     )
     parser.add_argument(
         "--plant",
@@ -649,8 +657,8 @@ def _check_command(args: argparse.Namespace) -> str:
 
 @subcommand(
     "check",
-    "check your own gradient function against JAX (when a jax-traceable loss is given) and finite "
-    "differences of your loss, per layer of your parameters",
+    "check your own gradient function against JAX autodiff of your loss (when JAX can trace it, or of "
+    "--jax-loss) and finite differences of it, per layer of your parameters",
     _configure_check,
 )
 def _run_check(args: argparse.Namespace) -> int:
