@@ -149,9 +149,9 @@ def _report_sections(report: Report) -> list[str]:
 
 _ERROR_CAPTION = (
     "Top: the largest relative error of each comparison, per array, on a log scale; the dashed line is "
-    "the model's rtol. Bottom: the error at the entry nearest to failing divided by that entry's "
-    "tolerance (tol = fd_safety * error bar + rtol * (|oracle| + scale)): above the line at 1 the "
-    "comparison fails. Exact zeros sit on the bottom edge."
+    "the model's rtol. Bottom: the error at the entry nearest to failing divided by that entry's own "
+    "tolerance (which grows with the finite-difference error bar and the magnitudes the entry is "
+    "computed from): above the line at 1 the comparison fails. Exact zeros sit on the bottom edge."
 )
 
 
