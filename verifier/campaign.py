@@ -115,6 +115,8 @@ class CampaignResult:
     layers: dict[str, LayerStats] = field(default_factory=dict)
     failing_case: Case | None = None
     failing_report: Report | None = None
+    first_failing_case: Case | None = None  # before shrinking
+    first_failing_report: Report | None = None
     elapsed: float = 0.0
 
     @property
@@ -306,6 +308,8 @@ def run_campaign(
             if on_shrink is not None:
                 on_shrink(result.shrink_steps)
         if not report.ok:
+            if result.failing_report is None:
+                result.first_failing_case, result.first_failing_report = case, report
             result.failing_case, result.failing_report = case, report
             raise _Discrepancy
 

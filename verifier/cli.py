@@ -4,6 +4,7 @@
     verify-grads replay REPORT.json   run a report's minimal failing case (or its run) again
     verify-grads check MODULE:LOSS --grad MODULE:GRAD --params MODULE:PARAMS
                                       check your own gradient function
+    verify-grads selftest             every planted bug of verifier.mutants through the harness
 
 Subcommands live in one registry, SUBCOMMANDS: a name, a help line, a function that adds the
 subcommand's options to its parser and one that runs it; adding one is a `@subcommand(...)`.
@@ -695,6 +696,82 @@ def _run_check(args: argparse.Namespace) -> int:
     _deliver(out, _report_documents(report, [command]), args.report_dir, lambda: _print_report(out, report))
     return EXIT_OK if report.ok else EXIT_DISCREPANCY
 
+
+# --- selftest ------------------------------------------------------------------------------
+def _configure_selftest(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--examples", type=_positive_int, default=200, help="random networks tried per planted bug (default 200)"
+    )
+    parser.add_argument("--seed", type=_seed, default=0, help="seed of the random search (default 0)")
+    parser.add_argument(
+        "--only",
+        metavar="BUG[,BUG...]",
+        default=None,
+        help="run only these planted bugs (names as `verify-grads selftest --list` prints them)",
+    )
+    parser.add_argument("--list", action="store_true", help="list the planted bugs and exit")
+    _add_format(parser)
+
+
+def _selected_mutants(only: str | None) -> list[Any]:
+    from verifier.mutants import CATALOGUE, MUTANTS
+
+    if only is None:
+        return list(CATALOGUE)
+    names = [n.strip() for n in only.split(",") if n.strip()]
+    unknown = [n for n in names if n not in MUTANTS]
+    if unknown or not names:
+        raise InvalidArgument(f"--only {only!r}: unknown planted bug(s) {unknown}; choose from {sorted(MUTANTS)}")
+    return [MUTANTS[n] for n in names]
+
+
+@subcommand(
+    "selftest",
+    "run every planted backprop bug of the catalogue through the harness with its default settings: "
+    "killed or survived, networks needed, the layer blamed and whether it was the right one",
+    _configure_selftest,
+)
+def _run_selftest(args: argparse.Namespace) -> int:
+    mutants = _selected_mutants(args.only)
+    out = _Output(args.format)
+    if args.list:
+        for m in mutants:
+            out.note(f"{m.name:<30} {m.description}")
+        return EXIT_OK
+    from verifier.selftest import run_selftest
+
+    out.note(
+        f"verify-grads selftest: {len(mutants)} planted bugs, up to {args.examples} networks each, seed {args.seed}"
+    )
+    with _Progress(len(mutants), "planted bugs") as progress:
+        done: list[Any] = []
+
+        def on_result(r: Any) -> None:
+            done.append(r)
+            progress.example(len(done))
+
+        result = run_selftest(examples=args.examples, seed=args.seed, mutants=mutants, on_result=on_result)
+    columns = ["planted bug", "killed", "networks", "blamed first/expected", "blamed minimal/expected"]
+    columns += ["right layer", "seconds"]
+    table = _new_table("planted bugs (first failing network found, and the minimal one)", columns, ["networks"])
+    for r in result.mutants:
+        table.add_row(
+            _cell(r.name),
+            _cell("killed" if r.killed else "SURVIVED", "pass" if r.killed else "fail"),
+            _cell(r.networks),
+            _cell(f"{r.first_blamed or '-'} / {r.first_expected or '-'} (depth {r.first_depth})"),
+            _cell(f"{r.blamed or '-'} / {r.expected or '-'}"),
+            _cell("yes" if r.right_layer else "no", "pass" if r.right_layer else "inconclusive"),
+            _cell(f"{r.seconds:.1f}"),
+        )
+    out.table(table)
+    if args.format == "json":
+        out.document(json.dumps(result.to_dict(), indent=2) + "\n")
+    elif args.format == "markdown":
+        out.document(result.to_markdown())
+    for line in result.summary_lines():
+        out.note(line)
+    return EXIT_OK if result.ok else EXIT_DISCREPANCY
 
 if __name__ == "__main__":
     raise SystemExit(main())

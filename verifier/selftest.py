@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from verifier.campaign import run_campaign
 from verifier.mutants import CATALOGUE, Mutant
@@ -18,17 +19,29 @@ from verifier.mutants import CATALOGUE, Mutant
 
 @dataclass
 class MutantResult:
+    """`blamed`/`expected` on the minimal (shrunk) failing network; `first_blamed`/
+    `first_expected` on the first failing network hypothesis drew, before shrinking."""
+
     name: str
     description: str
     killed: bool
     networks: int
     blamed: str | None
     expected: str | None
+    first_blamed: str | None
+    first_expected: str | None
+    first_depth: int
     seconds: float
 
     @property
     def right_layer(self) -> bool:
-        return self.killed and self.blamed is not None and self.blamed == self.expected
+        """Right on both networks: the first one found and the minimal one."""
+        return (
+            self.killed
+            and self.blamed is not None
+            and self.blamed == self.expected
+            and self.first_blamed == self.first_expected
+        )
 
 
 @dataclass
@@ -47,6 +60,28 @@ class SelftestResult:
     def ok(self) -> bool:
         return self.killed == len(self.mutants)
 
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": "selftest",
+            "ok": self.ok,
+            "mutants": [{**asdict(m), "right_layer": m.right_layer} for m in self.mutants],
+            "summary": self.summary_lines(),
+        }
+
+    def to_markdown(self) -> str:
+        lines = [
+            "| planted bug | killed | networks | blamed (first found) | expected | blamed (minimal) | expected "
+            "| right layer |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for m in self.mutants:
+            lines.append(
+                f"| {m.name} | {'killed' if m.killed else 'SURVIVED'} | {m.networks} | {m.first_blamed or '-'} | "
+                f"{m.first_expected or '-'} | {m.blamed or '-'} | {m.expected or '-'} | "
+                f"{'yes' if m.right_layer else 'no'} |"
+            )
+        return "\n".join([*lines, "", *self.summary_lines()]) + "\n"
+
     def summary_lines(self) -> list[str]:
         n = len(self.mutants)
         return [
@@ -58,17 +93,22 @@ class SelftestResult:
 def run_mutant(mutant: Mutant, *, examples: int, seed: int) -> MutantResult:
     start = time.perf_counter()
     result = run_campaign(examples, seed=seed, backward=mutant.backward())
-    expected = None
+    expected = first_expected = None
     if result.failing_case is not None:
         expected = mutant.expected_root(result.failing_case.net, result.failing_case.batch)
-    blamed = None if result.failing_report is None else result.failing_report.root_cause
+    first = result.first_failing_case
+    if first is not None:
+        first_expected = mutant.expected_root(first.net, first.batch)
     return MutantResult(
         mutant.name,
         mutant.description,
         killed=not result.ok,
         networks=result.networks,
-        blamed=blamed,
+        blamed=None if result.failing_report is None else result.failing_report.root_cause,
         expected=expected,
+        first_blamed=None if result.first_failing_report is None else result.first_failing_report.root_cause,
+        first_expected=first_expected,
+        first_depth=0 if first is None else first.net.depth,
         seconds=time.perf_counter() - start,
     )
 
