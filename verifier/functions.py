@@ -33,6 +33,7 @@ from verifier.pytrees import Tree, path_of
 Array = np.ndarray
 F64 = np.dtype(np.float64)
 COMPLEX_PROBE_STEP = 1e-20
+STAGING_CACHES = ("trace_to_jaxpr", "_infer_params_cached")  # JAX-internal names, see forget_staged_constants
 
 
 @dataclass(frozen=True)
@@ -47,11 +48,37 @@ class Names:
 
 @contextlib.contextmanager
 def float64_jax() -> Iterator[None]:
-    """Scoped float64 for jax.numpy code; the caller's global JAX setting is left alone."""
+    """Scoped float64 for jax.numpy code; the caller's global JAX setting is left alone.
+
+    Without staging (jit disabled; no make_jaxpr or vjp of user code here): a numpy array that
+    a user's function closes over, staged into a jaxpr under enable_x64, stays cached as a
+    float64 constant, and the caller's next float32 call on it fails with
+    RuntimeProgramInputMismatch, even after jax.clear_caches() (seen with jax 0.10). Eager
+    evaluation and jax.value_and_grad / jax.jvp leave no such trace."""
     import jax
 
-    with jax.enable_x64(True):
+    with jax.enable_x64(True), jax.disable_jit():
         yield
+
+
+def forget_staged_constants() -> None:
+    """Before evaluating user code under float64: drop the traces that JAX cached for the
+    caller's own jitted code, run in float32 just before. They are keyed without the x64 setting
+    and hold its closed-over numpy arrays as float32 constants, which a float64 evaluation would
+    silently reuse (seen with jax 0.10). Only the tracing caches are dropped (compiled code is
+    kept); if JAX's internals no longer have them, every cache is cleared."""
+    import jax
+
+    try:
+        from jax._src import util
+
+        stale = [c for c, name in list(util._caches.items()) if any(k in name for k in STAGING_CACHES)]
+    except (ImportError, AttributeError):
+        stale = []
+    if len(stale) < len(STAGING_CACHES):
+        jax.clear_caches()
+    for cache in stale:
+        cache.cache_clear()
 
 
 def scalar_loss(value: Any, who: str) -> Array:
@@ -103,13 +130,21 @@ def _evaluate(loss_fn: Callable[[Any], Any], tree: Tree, dtypes: list[np.dtype],
         return scalar_loss(loss_fn(tree.rebuild(arrays)), who)
 
 
-def probe_loss(loss_fn: Callable[[Any], Any], tree: Tree, method: Method, names: Names) -> LossProbe:
+def loss_at_params(loss_fn: Callable[[Any], Any], tree: Tree, names: Names) -> str | None:
+    """Call the loss on (a copy of) params as the caller would: InvalidArgument unless it returns
+    a scalar; the error text when it raises (an error verdict, never a crash)."""
     try:
         scalar_loss(loss_fn(tree.copy()), names.loss)
     except InvalidArgument:
         raise
-    except Exception as exc:  # user code: an error verdict, never a crash
-        return LossProbe(error=f"{names.loss} raised: {engine.describe_exception(exc)}")
+    except Exception as exc:
+        return f"{names.loss} raised: {engine.describe_exception(exc)}"
+    return None
+
+
+def probe_loss(loss_fn: Callable[[Any], Any], tree: Tree, method: Method, names: Names) -> LossProbe:
+    """The loss at params in float64 where it accepts float64 (else in the params' own dtypes),
+    and the precision it computes in; InvalidArgument for a complex step it cannot take."""
     native = [leaf.dtype for leaf in tree.leaves]
     probe = LossProbe(dtypes=[F64] * len(native))
     try:
@@ -167,8 +202,9 @@ def _probe_complex(loss_fn: Callable[[Any], Any], tree: Tree, names: Names) -> N
 
 class UserObjective:
     """The loss as the engine's f(theta): one call per point (user code cannot be assumed to
-    vectorize). A point where the loss raises counts as NaN; every non-finite point is recorded
-    with the coordinates of theta it moved.
+    vectorize). A point where the loss raises counts as NaN. Every non-finite point is recorded:
+    the leaves it moved, and, for a point that moves one coordinate of theta (an entry's
+    stencil, not a direction or a mix of entries), that coordinate.
 
     With `avoid` (coordinates of theta), every point that moves one of them gets the centre's
     value and the sign signature -1 (other points +1): the stencil then sees both of its sides
@@ -179,6 +215,7 @@ class UserObjective:
         self.theta = tree.theta
         self.avoid = None if avoid is None else np.array(sorted(avoid), dtype=np.int64)
         self.bad_coords: set[int] = set()
+        self.bad_moved: set[int] = set()
         self.bad_points = 0
 
     def __call__(self, points: Array) -> Evaluation:
@@ -189,8 +226,11 @@ class UserObjective:
         finite = np.isfinite(losses)
         moved = points != self.theta
         for row in np.flatnonzero(~finite):
+            coords = np.flatnonzero(moved[row])
             self.bad_points += 1
-            self.bad_coords.update(int(i) for i in np.flatnonzero(moved[row]))
+            self.bad_moved.update(int(i) for i in coords)
+            if len(coords) == 1:
+                self.bad_coords.add(int(coords[0]))
         if self.avoid is None:
             return Evaluation(losses)
         near_bad = ~finite | moved[:, self.avoid].any(axis=1)
@@ -199,7 +239,7 @@ class UserObjective:
 
     def bad_leaves(self) -> set[str]:
         starts = np.array([leaf.start for leaf in self.tree.leaves])
-        hit = np.searchsorted(starts, sorted(self.bad_coords), side="right") - 1
+        hit = np.searchsorted(starts, sorted(self.bad_moved), side="right") - 1
         return {self.tree.leaves[int(i)].path for i in hit}
 
     def _loss_at(self, point: Array) -> complex:
@@ -286,33 +326,28 @@ def jax_side(loss_fn: Callable[[Any], Any], jax_loss_fn: Callable[[Any], Any] | 
     with float64_jax():
         params = tree.rebuild([jnp.asarray(v, jnp.float64) for v in tree.split(tree.theta)])
         try:
-            rules = custom_vjp_rules(jax.make_jaxpr(scalar)(params))
-            if rules and jax_loss_fn is None:
-                return JaxSide(
-                    None,
-                    f"loss_fn contains jax.custom_vjp rule(s) {rules}: JAX's gradient would run the backward under "
-                    "test, so it is no independent oracle (pass jax_loss_fn= to use another JAX model)",
-                )
             value, grads = jax.value_and_grad(scalar)(params)
         except Exception as exc:
             return JaxSide(None, f"{source} cannot be traced by JAX ({_short(exc)}): finite differences alone")
+        rule = custom_vjp_rule(scalar, params)
+    if rule and jax_loss_fn is None:
+        return JaxSide(
+            None,
+            "loss_fn contains a jax.custom_vjp rule: JAX's gradient would run the backward under test, so it is "
+            "no independent oracle (pass jax_loss_fn= to use another JAX model)",
+        )
     by_path = {path_of(p): np.asarray(g, np.float64) for p, g in jax.tree_util.tree_flatten_with_path(grads)[0]}
-    reason = f"jax.grad of {source} in float64" + (f" (with its own custom_vjp rules {rules})" if rules else "")
+    reason = f"jax.grad of {source} in float64" + (" (it contains a jax.custom_vjp rule)" if rule else "")
     return JaxSide(by_path, reason, float(value))
 
 
-def custom_vjp_rules(closed_jaxpr: Any) -> list[str]:
-    """Names of the custom_vjp calls anywhere in a (closed) jaxpr, sub-jaxprs included."""
-    found: list[str] = []
-    stack = [getattr(closed_jaxpr, "jaxpr", closed_jaxpr)]
-    while stack:
-        jaxpr = stack.pop()
-        for eqn in jaxpr.eqns:
-            if "custom_vjp" in eqn.primitive.name:
-                found.append(str(eqn.params.get("name", eqn.primitive.name)))
-            for value in eqn.params.values():
-                for sub in value if isinstance(value, (list, tuple)) else [value]:
-                    inner = getattr(sub, "jaxpr", sub)
-                    if hasattr(inner, "eqns"):
-                        stack.append(inner)
-    return sorted(set(found))
+def custom_vjp_rule(fn: Callable[[Any], Any], params: Any) -> bool:
+    """Whether `fn` runs a user-defined backward under jax.grad. JAX refuses forward-mode
+    differentiation through a custom_vjp, which tells without staging `fn`."""
+    import jax
+
+    try:
+        jax.jvp(fn, (params,), (jax.tree_util.tree_map(jax.numpy.zeros_like, params),))
+    except Exception as exc:
+        return "custom_vjp" in str(exc)
+    return False

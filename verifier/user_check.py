@@ -19,21 +19,24 @@ import numpy as np
 from verifier import engine
 from verifier.compare import Blame, Status, Tolerance, Verdict, compare
 from verifier.errors import InvalidArgument
-from verifier.finite_diff import Method, Mode
+from verifier.finite_diff import Items, Method, Mode, estimate
 from verifier.functions import (
     HandSide,
     JaxSide,
     LossProbe,
     Names,
     UserObjective,
+    forget_staged_constants,
     hand_gradients,
     jax_side,
+    loss_at_params,
     probe_loss,
 )
 from verifier.pytrees import Tree
 from verifier.report import LayerResult, ParamResult, Report
 
 Array = np.ndarray
+HAND, JAX, FD = engine.HAND, engine.JAX, engine.FD
 
 
 @dataclass
@@ -55,8 +58,12 @@ def gather(
     method: Method,
     names: Names,
 ) -> Sides:
-    probe = probe_loss(loss_fn, tree, method, names)
+    """The caller's functions as the caller runs them first (the loss at params, grad_fn twice),
+    then everything under float64 JAX (the loss's precision, the JAX oracle)."""
+    center_error = loss_at_params(loss_fn, tree, names)
     hand = hand_gradients(grad_fn, tree, names)
+    forget_staged_constants()
+    probe = LossProbe(error=center_error) if center_error else probe_loss(loss_fn, tree, method, names)
     if probe.error is not None and jax_loss_fn is None:
         oracle = JaxSide(None, f"{names.loss} cannot be evaluated at {names.where}")
     else:
@@ -144,6 +151,7 @@ def check_function(
     slots = slots_of(sides, method)
     results = run_slots(loss_fn, sides, slots, plan) if slots else {}
     for slot in slots:
+        settle_kink_disagreement(results[slot.path], slot, loss_fn, sides, plan)
         _annotate(results[slot.path], slot, sides)
     params = [results.get(leaf.path) or _empty_result(leaf.path, leaf.layer, names.kind) for leaf in tree.leaves]
     repeat = [_check_repeat(r, sides, tolerance) for r in params]
@@ -151,6 +159,39 @@ def check_function(
         _check_mutation(r, sides)
     layers = [LayerResult(name, [r for r in params if r.layer == name]) for name in tree.layers]
     return Report(layers, _meta(sides, method, mode, tolerance, seed, repeat), _notes(sides, repeat))
+
+
+def settle_kink_disagreement(
+    r: ParamResult, slot: engine.Slot, loss_fn: Callable[[Any], Any], sides: Sides, plan: engine.Plan
+) -> None:
+    """At a kink the derivative is undefined and every one-sided choice is defensible (JAX's
+    maximum gives 1/2 to each side at a tie, a hand-written ReLU mask usually 0). When the
+    hand-written gradient differs from JAX only at entries whose finite-difference stencils
+    find a kink, and finite differences do not fault it elsewhere, the array is inconclusive."""
+    rj, rf = r.comparison(HAND, JAX), r.comparison(HAND, FD)
+    if r.verdict is not Verdict.FAIL or rj is None or rj.status is not Status.DISAGREE or slot.jax is None:
+        return
+    if slot.hand is None or (rf is not None and rf.status is Status.DISAGREE):
+        return
+    hand, jax = np.asarray(slot.hand, np.float64).ravel(), np.asarray(slot.jax, np.float64).ravel()
+    tol = plan.tolerance.bounds(jax, np.zeros_like(jax), float(np.max(np.abs(jax), initial=0.0)), slot.dtype)
+    differ = np.flatnonzero(~(np.abs(hand - jax) <= tol))
+    method = Method.RICHARDSON if plan.method in (Method.AUTO, Method.COMPLEX_STEP) else plan.method
+    est = estimate(
+        UserObjective(loss_fn, sides.tree, sides.probe),
+        sides.tree.theta,
+        Items(entries=slot.start + differ),
+        slot.magnitude[differ],
+        method=method,
+        supports_complex=False,
+    )
+    if len(differ) and np.all(est.kink | ~np.isfinite(est.value)):
+        r.verdict, r.blame = Verdict.INCONCLUSIVE, Blame.NONE
+        r.explanation = (
+            f"the hand-written gradient differs from JAX only at {len(differ)} entries where the loss has a kink "
+            "(finite differences find one in every stencil there): both are one-sided choices, nothing to decide"
+        )
+        r.next_step = ""
 
 
 def _empty_result(path: str, layer: str, kind: str) -> ParamResult:

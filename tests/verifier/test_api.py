@@ -339,6 +339,23 @@ def test_an_explicit_jax_loss_fn_is_the_jax_side_and_a_different_function_is_bla
     assert any("not the same function" in note for note in other.notes)
 
 
+def test_the_callers_float32_jax_code_on_the_same_numpy_data_still_runs_afterwards():
+    data = np.random.default_rng(7).normal(size=(5, 3))  # closed over, as user code does
+    params = {"W": np.random.default_rng(8).normal(size=(3, 2))}
+
+    def numpy_loss(p):  # the JAX oracle's attempt to trace it fails part-way, after data @ W
+        return np.sum(np.tanh(data @ p["W"]))
+
+    def numpy_grad(p):
+        return {"W": data.T @ (1 - np.tanh(data @ p["W"]) ** 2)}
+
+    assert check_grads(numpy_loss, params, numpy_grad).ok
+    assert check_grads(jax.jit(lambda p: jnp.sum(jnp.tanh(data @ p["W"]))), params, numpy_grad).ok
+    expected = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+    assert jnp.asarray(data).dtype == expected
+    assert jax.jit(jax.grad(lambda p: jnp.sum(jnp.tanh(data @ p["W"]))))(params)["W"].dtype == expected
+
+
 def test_the_jax_oracle_leaves_the_global_x64_setting_alone():
     before = jax.config.jax_enable_x64
     check_grads(jax_mlp_loss, mlp_params(), mlp_grad)
