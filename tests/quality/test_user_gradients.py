@@ -33,7 +33,9 @@ def init(dtype=np.float64):
 
 
 def forward(p, xp=np):
-    sigmoid = lambda a: 1 / (1 + xp.exp(-a))
+    def sigmoid(a):
+        return 1 / (1 + xp.exp(-a))
+
     a1 = X @ p["l1"]["W"] + p["l1"]["b"]
     h1 = xp.tanh(a1)
     a2 = h1 @ p["l2"]["W"] + p["l2"]["b"]
@@ -54,7 +56,7 @@ def jax_loss(p):
 
 def backward(p, bug=None):
     """The user's backprop; `bug` plants one mistake."""
-    a1, h1, a2, h2, out = forward(p)
+    _, h1, _, h2, out = forward(p)
     n = X.shape[0]
     d_out = (out - Y) / n
     g3 = {"W": h2.T @ d_out, "b": d_out.sum(0) * (n if bug == "bias-summed-not-averaged" else 1)}
@@ -79,9 +81,12 @@ def _in_place_update(p):
     return grads
 
 
-def _nondeterministic(p, _rng=np.random.default_rng()):
+UNSEEDED = np.random.default_rng()
+
+
+def _nondeterministic(p):
     grads = backward(p)
-    keep = _rng.random(grads["l2"]["W"].shape) > 0.1  # a dropout mask drawn in backward only
+    keep = UNSEEDED.random(grads["l2"]["W"].shape) > 0.1  # a dropout mask drawn in backward only
     grads["l2"]["W"] = grads["l2"]["W"] * keep / 0.9
     return grads
 
