@@ -149,7 +149,7 @@ def compare(
     if n == 0:
         return Comparison(a_name, b_name, kind, Status.INCONCLUSIVE, note="nothing to compare")
     i = int(np.argmax(ratio)) if np.any(~skip) else 0
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         rel = np.where(skip, 0.0, err / np.maximum(np.abs(b), np.finfo(np.float64).tiny))
         norm_b = float(np.linalg.norm(np.where(skip, 0.0, b)))
         norm_d = (

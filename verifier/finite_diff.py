@@ -10,7 +10,9 @@ item), with h a power of two times max(1, |theta_i|), so that theta_i + k h is e
 entry. D(h) = (f(+h) - f(-h)) / 2h.
 
 - central: h ~ eps^(1/3); the value is D(h), its truncation bar |D(h) - D(2h)|.
-- richardson: h ~ eps^(1/5); R(h) = (4 D(h) - D(2h)) / 3, truncation bar |R(h) - R(2h)|.
+- richardson: h ~ eps^(1/5); R(h) = (4 D(h) - D(2h)) / 3 (error O(h^4)), extrapolated once more
+  from the same points, (16 R(h) - R(2h)) / 15 (error O(h^6)); truncation bar |R(h) - R(2h)|,
+  which is the error of R(h) and also bounds the value's error under an O(h) law.
 - complex-step: V(h) = Im f(theta + i h v) / h at h = 1e-20 and 2h, extrapolated: no
   subtraction, 2 evaluations per item, exact to a few ulps, but only for a function analytic in
   theta (the reference is).
@@ -41,8 +43,11 @@ units), every stencil point is placed on its smooth piece:
   exists only if both one-sided differences agree; they are averaged if they do.
 Without a signature, a kink shows as a fourth difference f(2h) - 4 f(h) + 6 f0 - ... that does
 not shrink like h^4 between the steps h and 2h (it is fwd - bwd, the split of the one-sided
-differences); at the smallest step, a side is kept if it is self-consistent across two step
-sizes while the other is not. An item that no rule resolves at the richardson step is retried
+differences), or as R(h) - R(2h) not being O(h^2) smaller than D(h) - D(2h) (each test has blind
+spots, at different kink positions); the noise level these tests allow comes from a probe of 7
+points at 1/1024 of the step, along a mix of the items, which no kink but one at theta itself can
+reach. At the smallest step, a side is kept if it is self-consistent across two step sizes while
+the other is not. An item that no rule resolves at the richardson step is retried
 at the central step (a kink further than 8 eps^(1/3) away is then outside the stencil); if that
 fails too, the item is a `kink` and the caller turns it into `inconclusive`.
 """
@@ -70,6 +75,7 @@ CROSS_CHECK_SAFETY = 10.0  # complex step vs richardson along a random combinati
 AGREE_FACTOR = 2.0  # two one-sided derivatives agree within this many times their bars
 SMOOTH_RATE = 4.0  # |Delta4(h)| may be up to SMOOTH_RATE / 16 of |Delta4(2h)| for smooth f
 SELF_CONSISTENT = 0.1  # a side is self-consistent when its h/2h change is < 10% of the split
+ORDER_RATIO = 0.1  # smooth f: |R(h) - R(2h)| / |D(h) - D(2h)| ~ 5 h^2 f^(5) / f''', far below this
 
 
 class Method(str, Enum):
@@ -127,11 +133,19 @@ class Items:
     def combine(self, weights: Array, n: int) -> Items:
         """The single direction sum_j weights[j] * item_j (not normalized)."""
         if self.entries is not None:
-            dense = np.zeros(n)
-            np.add.at(dense, self.entries, weights)
-            return Items(start=0, directions=dense[None, :])
+            return Items(start=0, directions=self.vector(weights, n)[None, :])
         assert self.directions is not None
         return Items(start=self.start, directions=(weights @ self.directions)[None, :])
+
+    def vector(self, weights: Array, n: int) -> Array:
+        """sum_j weights[j] * item_j as a dense vector of R^n."""
+        dense = np.zeros(n)
+        if self.entries is not None:
+            np.add.at(dense, self.entries, weights)
+        else:
+            assert self.directions is not None
+            dense[self.start : self.start + self.directions.shape[1]] = weights @ self.directions
+        return dense
 
     def displace(self, theta: Array, steps: Array) -> Array:
         """Points theta + steps[j] * item_j, shape (m, n); steps may be complex."""
@@ -219,9 +233,10 @@ def estimate(
         return out
 
     todo = np.ones(m, bool)  # items still without an estimate
+    shared = 1  # evaluations no single item owns: the centre, the cross-check, noise probes
     if method in (Method.AUTO, Method.COMPLEX_STEP) and supports_complex:
-        todo, shared = _try_complex_step(objective, theta, items, scale, f0, sig0, method, chunk, rng, out)
-        out.evaluations += shared
+        todo, spent = _try_complex_step(objective, theta, items, scale, f0, sig0, method, chunk, rng, out)
+        shared += spent
 
     idx = np.flatnonzero(todo)
     stages = ("central",) if method is Method.CENTRAL else ("richardson", "central")
@@ -231,7 +246,8 @@ def estimate(
         out._put(part_idx, part)
         assert part.cost is not None
         out.cost[part_idx] += part.cost
-    out.evaluations += int(out.cost.sum())
+        shared += part.evaluations - int(part.cost.sum())
+    out.evaluations = shared + int(out.cost.sum())
     return out
 
 
@@ -346,8 +362,7 @@ def _cross_check(
         combined = items.combine(c, theta.size)
         s = np.array([math.sqrt(float(np.sum(c**2 * scale**2)))])
         ref = _staged_stencil(objective, theta, combined, s, f0, sig0, ("richardson", "central"))
-        assert ref.cost is not None
-        spent += int(ref.cost.sum())
+        spent += ref.evaluations
         if ref.kink[0]:
             continue
         expected, bar = float(c @ values), float(np.abs(c) @ errors)
@@ -361,9 +376,7 @@ def _cross_check(
     return "the richardson cross-check met a kink along two random combinations", spent
 
 
-def _touching_kinks(
-    objective: Objective, theta: Array, items: Items, scale: Array, sig0: Array, chunk: int
-) -> Array:
+def _touching_kinks(objective: Objective, theta: Array, items: Items, scale: Array, sig0: Array, chunk: int) -> Array:
     """Per item: does it move a unit that sits exactly on a kink (signature 0 at the centre)?"""
     zero = sig0 == 0
     h = _step(scale, "central")
@@ -382,21 +395,24 @@ def _touching_kinks(
 # --- real stencils --------------------------------------------------------------------------------
 
 
-def _null_weights() -> Array:
-    """Unit weights on the offsets (-4, -2, -1, 0, 1, 2, 4) that annihilate every polynomial of
-    degree <= 5: applied to f they leave noise of the noise's standard deviation, and a truncation
-    of order h^6."""
+def _null_basis(degree: int) -> Array:
+    """Orthonormal weights on the offsets (-4, -2, -1, 0, 1, 2, 4) that annihilate every
+    polynomial of degree <= `degree`, shape (6 - degree, 7): applied to f, each leaves noise of
+    the noise's standard deviation and a truncation of order h^(degree + 1)."""
     x = np.array([-4.0, -2.0, -1.0, 0.0, 1.0, 2.0, 4.0])
-    v = np.vander(x, 6, increasing=True).T  # (6, 7)
-    w = np.linalg.svd(v)[2][-1]
-    return w / np.linalg.norm(w)
+    v = np.vander(x, degree + 1, increasing=True).T
+    return np.linalg.svd(v)[2][degree + 1 :]
 
 
-NULL_WEIGHTS = _null_weights()
-# ||coefficients|| (per 1/h) of D(h), R(h) and the one-sided (-3 f0 + 4 f(h) - f(2h)) / 2h
+NULL_WEIGHTS = _null_basis(5)[0]  # one combination, truncation O(h^6): the stencil's own noise sample
+NULL_PROBE = _null_basis(2)  # four combinations, truncation O(delta^3): the noise probe at a tiny step
+PROBE_RATIO = 1024.0  # the probe's step is the stencil's / 1024
+# ||coefficients|| (per 1/h) of D(h), R(h), (16 R(h) - R(2h)) / 15 and the one-sided difference
 NORM_CENTRAL = math.sqrt(0.5)
 NORM_RICHARDSON = math.sqrt(2 * (2 / 3) ** 2 + 2 * (1 / 12) ** 2)
+NORM_RICHARDSON2 = math.sqrt(2 * ((32 / 45) ** 2 + (5 / 45) ** 2 + (1 / 360) ** 2))
 NORM_ONE_SIDED = math.sqrt(9 + 16 + 1) / 2
+NORM_R_DIFF = math.sqrt(2 * (4 + 1.25**2 + 1 / 64)) / 3  # R(h) - R(2h)
 
 
 def _staged_stencil(
@@ -414,6 +430,7 @@ def _staged_stencil(
     out = Estimate.empty(m)
     assert out.cost is not None
     unresolved = np.ones(m, bool)
+    evaluations = 0
     for n, kind in enumerate(stages):
         idx = np.flatnonzero(unresolved)
         if idx.size == 0:
@@ -422,8 +439,9 @@ def _staged_stencil(
         out._put(idx, part)
         assert part.cost is not None
         out.cost[idx] += part.cost
+        evaluations += part.evaluations
         unresolved[idx] = part.kink
-    out.evaluations = int(out.cost.sum())
+    out.evaluations = evaluations
     return out
 
 
@@ -442,32 +460,51 @@ def _stencil(
     one-sided difference from a clean side, else a kink."""
     m = len(items)
     h = _step(scale, kind)
-    ev = objective(np.concatenate([items.displace(theta, k * h) for k in OFFSETS]))
-    losses = np.real(np.asarray(ev.losses)).astype(np.float64).reshape(len(OFFSETS), m)
+    points = [items.displace(theta, k * h) for k in OFFSETS]
+    signed = sig0 is not None
+    if not signed:  # a noise probe along a mix of the items, at a step too small to meet a kink
+        signs = np.where(np.arange(m) % 2 == 0, 1.0, -1.0) / math.sqrt(m)
+        mix = items.vector(signs * h / PROBE_RATIO, theta.size)
+        points.append(theta[None, :] + np.array(OFFSETS, dtype=np.float64)[:, None] * mix[None, :])
+    ev = objective(np.concatenate(points))
+    raw = np.real(np.asarray(ev.losses)).astype(np.float64)
+    losses = raw[: len(OFFSETS) * m].reshape(len(OFFSETS), m)
     f = {k: losses[i] for i, k in enumerate(OFFSETS)}
     finite = np.all(np.isfinite(losses), axis=0)
 
     d1, d2, d4 = ((f[k] - f[-k]) / (2 * k * h) for k in (1, 2, 4))
     r1, r2 = (4 * d1 - d2) / 3, (4 * d2 - d4) / 3
+    rr = (16 * r1 - r2) / 15  # the second extrapolation: error O(h^6)
     fwd1, fwd2 = (-3 * f0 + 4 * f[1] - f[2]) / (2 * h), (-3 * f0 + 4 * f[2] - f[4]) / (4 * h)
     bwd1, bwd2 = (3 * f0 - 4 * f[-1] + f[-2]) / (2 * h), (3 * f0 - 4 * f[-2] + f[-4]) / (4 * h)
 
-    # noise of f: a per-item sample, pooled by the median (robust to the few items with a kink)
+    # Noise of f. Each item's own sample is contaminated by a kink in its stencil, so it only
+    # counts for an item known to be smooth; the pooled level comes from the items whose points
+    # all share the centre's signature or, without a signature, from the probe.
     table = np.stack([f[-4], f[-2], f[-1], np.full(m, f0), f[1], f[2], f[4]])
-    sample = np.abs(NULL_WEIGHTS @ np.where(finite, table, 0.0))
-    pooled = float(np.median(sample[finite])) / 0.6745 if np.any(finite) else 0.0
+    own = np.abs(NULL_WEIGHTS @ np.where(finite, table, 0.0))
     floor = NOISE_ULPS * EPS * np.max(np.abs(np.where(finite, table, 0.0)), axis=0)
+    sig = None if not signed or ev.signature is None else np.asarray(ev.signature)[: len(OFFSETS) * m]
+    if sig is not None:
+        s = {k: blk for k, blk in zip(OFFSETS, sig.reshape(len(OFFSETS), m, -1), strict=True)}
+        same = {k: np.all(s[k] == sig0, axis=1) for k in OFFSETS}
+        clean = np.all([same[k] for k in OFFSETS], axis=0) & finite
+        pooled = float(np.median(own[clean])) / 0.6745 if np.any(clean) else 0.0
+    else:
+        p = dict(zip(OFFSETS, raw[len(OFFSETS) * m :], strict=True))
+        samples = NULL_PROBE @ np.array([p[-4], p[-2], p[-1], f0, p[1], p[2], p[4]])
+        pooled = float(np.sqrt(np.mean(samples**2))) if np.all(np.isfinite(samples)) else 0.0
     noise = np.maximum(floor, pooled)
 
-    def roundoff(norm: float, own: Array | None = None) -> Array:
-        n = noise if own is None else np.maximum(noise, own)
+    def roundoff(norm: float, own_sample: Array | None = None) -> Array:
+        n = noise if own_sample is None else np.maximum(noise, own_sample)
         return NOISE_SIGMAS * norm * n / h
 
     if kind == "richardson":
-        smooth_value, smooth_error = r1, np.abs(r1 - r2) + roundoff(NORM_RICHARDSON, sample)
+        smooth_value, smooth_error = rr, np.abs(r1 - r2) + roundoff(NORM_RICHARDSON2, own)
         inner_value, inner_norm = r1, NORM_RICHARDSON
     else:
-        smooth_value, smooth_error = d1, np.abs(d1 - d2) + roundoff(NORM_CENTRAL, sample)
+        smooth_value, smooth_error = d1, np.abs(d1 - d2) + roundoff(NORM_CENTRAL, own)
         inner_value, inner_norm = d1, NORM_CENTRAL
     fwd_error = np.abs(fwd1 - fwd2) + roundoff(NORM_ONE_SIDED)
     bwd_error = np.abs(bwd1 - bwd2) + roundoff(NORM_ONE_SIDED)
@@ -483,15 +520,13 @@ def _stencil(
         for j in np.flatnonzero(mask):
             methods[j] = name
 
-    if sig0 is not None and ev.signature is not None:
-        sig = np.asarray(ev.signature).reshape(len(OFFSETS), m, -1)
-        s = {k: sig[i] for i, k in enumerate(OFFSETS)}
+    if sig is not None:
+        assert sig0 is not None
         zero = sig0 == 0
-        same = {k: np.all(s[k] == sig0, axis=1) for k in OFFSETS}
         moves_zero = np.zeros(m, bool)
         for k in OFFSETS:
             moves_zero |= np.any((s[k] != 0) & zero, axis=1)
-        use(np.all([same[k] for k in OFFSETS], axis=0), smooth_value, smooth_error, kind)
+        use(clean, smooth_value, smooth_error, kind)
         inner = same[1] & same[-1] & same[2] & same[-2]
         use(inner, inner_value, np.abs(d1 - d2) + roundoff(inner_norm), kind)
         use(same[1] & same[2] & same[4], fwd1, fwd_error, "one-sided")
@@ -503,14 +538,21 @@ def _stencil(
         split = np.abs(fwd1 - bwd1)
         agree = moves_zero & side_f & side_b & (split <= AGREE_FACTOR * (fwd_error + bwd_error))
         use(agree, (fwd1 + bwd1) / 2, split / 2 + np.maximum(fwd_error, bwd_error), "one-sided")
-    else:
+    elif not signed:
         # without a signature a kink shows as a fourth difference that does not shrink like h^4
         d4_h = f[2] - 4 * f[1] + 6 * f0 - 4 * f[-1] + f[-2]
         d4_2h = f[4] - 4 * f[2] + 6 * f0 - 4 * f[-2] + f[-4]
-        smooth = np.abs(d4_h) <= SMOOTH_RATE / 16 * np.abs(d4_2h) + NOISE_SIGMAS * math.sqrt(70) * noise
+        # and where it does, R(h) - R(2h) is not O(h^2) smaller than D(h) - D(2h)
+        rates = np.abs(d4_h) <= SMOOTH_RATE / 16 * np.abs(d4_2h) + NOISE_SIGMAS * math.sqrt(70) * noise
+        order = np.abs(r1 - r2) <= ORDER_RATIO * np.abs(d1 - d2) + roundoff(NORM_R_DIFF)
+        smooth = rates & order
         use(smooth, smooth_value, smooth_error, kind)
         if final:
+            # both one-sided differences agree (f'' jumps, f' does not): their mean; else the side
+            # that is self-consistent across h and 2h while the other is not
             split = np.abs(fwd1 - bwd1)
+            agree = split <= AGREE_FACTOR * (fwd_error + bwd_error)
+            use(agree, (fwd1 + bwd1) / 2, split / 2 + np.maximum(fwd_error, bwd_error), "one-sided")
             f_ok = np.abs(fwd1 - fwd2) <= SELF_CONSISTENT * split
             b_ok = np.abs(bwd1 - bwd2) <= SELF_CONSISTENT * split
             use(f_ok & ~b_ok, fwd1, fwd_error, "one-sided")
@@ -523,7 +565,7 @@ def _stencil(
     value[kink] = np.where(finite[kink], smooth_value[kink], 0.0)
     error[kink] = np.where(finite[kink], np.abs(fwd1 - bwd1)[kink], 0.0)
     cost = np.full(m, len(OFFSETS), np.int64)
-    return Estimate(value, error, kink, methods, int(cost.sum()), cost)
+    return Estimate(value, error, kink, methods, len(OFFSETS) * (m + (0 if signed else 1)), cost)
 
 
 def random_directions(rng: np.random.Generator, k: int, size: int) -> Array:
