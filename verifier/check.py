@@ -219,7 +219,7 @@ def check_vjp(
         mode=mode_,
         tolerance=tolerance,
         seed=seed,
-        names=functions.Names("<cotangent, fn(*inputs)>", "vjp_fn(cotangent, *inputs)", "inputs", "input"),
+        names=functions.Names("fn(*inputs)", "vjp_fn(cotangent, *inputs)", "inputs", "input"),
     )
     report.meta["cotangent"] = {"shape": list(cotangent.shape), "dtype": str(cotangent.dtype), "seed": seed}
     return report

@@ -313,12 +313,14 @@ class JaxSide:
     value: float | None = None
 
 
-def jax_side(loss_fn: Callable[[Any], Any], jax_loss_fn: Callable[[Any], Any] | None, tree: Tree) -> JaxSide:
+def jax_side(
+    loss_fn: Callable[[Any], Any], jax_loss_fn: Callable[[Any], Any] | None, tree: Tree, names: Names
+) -> JaxSide:
     """jax.grad of the loss in float64, or why there is none."""
     import jax
     import jax.numpy as jnp
 
-    fn, source = (loss_fn, "loss_fn") if jax_loss_fn is None else (jax_loss_fn, "jax_loss_fn")
+    fn, source = (loss_fn, names.loss) if jax_loss_fn is None else (jax_loss_fn, "jax_loss_fn")
 
     def scalar(p: Any) -> Any:
         return jnp.reshape(fn(p), ())
@@ -331,10 +333,11 @@ def jax_side(loss_fn: Callable[[Any], Any], jax_loss_fn: Callable[[Any], Any] | 
             return JaxSide(None, f"{source} cannot be traced by JAX ({_short(exc)}): finite differences alone")
         rule = custom_vjp_rule(scalar, params)
     if rule and jax_loss_fn is None:
+        hint = " (pass jax_loss_fn= to use another JAX model)" if names.kind == "parameter" else ""
         return JaxSide(
             None,
-            "loss_fn contains a jax.custom_vjp rule: JAX's gradient would run the backward under test, so it is "
-            "no independent oracle (pass jax_loss_fn= to use another JAX model)",
+            f"{names.loss} contains a jax.custom_vjp rule: JAX's gradient would run the backward under test, so it "
+            f"is no independent oracle{hint}",
         )
     by_path = {path_of(p): np.asarray(g, np.float64) for p, g in jax.tree_util.tree_flatten_with_path(grads)[0]}
     reason = f"jax.grad of {source} in float64" + (" (it contains a jax.custom_vjp rule)" if rule else "")

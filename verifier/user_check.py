@@ -67,7 +67,7 @@ def gather(
     if probe.error is not None and jax_loss_fn is None:
         oracle = JaxSide(None, f"{names.loss} cannot be evaluated at {names.where}")
     else:
-        oracle = jax_side(loss_fn, jax_loss_fn, tree)
+        oracle = jax_side(loss_fn, jax_loss_fn, tree, names)
     return Sides(tree, probe, hand, oracle, names)
 
 
@@ -208,7 +208,9 @@ def _annotate(r: ParamResult, slot: engine.Slot, sides: Sides) -> None:
                 c.note = note
     if r.verdict is Verdict.FAIL and r.blame is Blame.HAND_WRITTEN and slot.hand is not None:
         hint = mistake_hint(np.asarray(slot.hand, np.float64), slot.jax, r)
-        r.next_step = f"{r.next_step} {hint}".strip()
+        generic = f"{r.path} is wrong in the backward of {r.layer};"
+        what = f"{sides.names.grad} is wrong for {r.path};"
+        r.next_step = f"{r.next_step.replace(generic, what)} {hint}".strip()
 
 
 def mistake_hint(hand: Array, oracle: Array | None, r: ParamResult) -> str:
@@ -298,15 +300,15 @@ def _meta(
     sides: Sides, method: Method, mode: Mode, tolerance: Tolerance, seed: int, repeat: list[float]
 ) -> dict[str, Any]:
     dtypes = sorted({str(leaf.dtype) for leaf in sides.tree.leaves})
-    loosest = max((leaf.dtype for leaf in sides.tree.leaves), key=lambda d: float(np.finfo(d).eps))
     probe = sides.probe
     return {
         "kind": "vjp" if sides.names.kind == "input" else "function",
         "dtype": ", ".join(dtypes),
+        "gradient_dtype": ", ".join(sorted({str(d) for d in _gradient_dtypes(sides)})),
         "method": method.value,
         "mode": mode.value,
         "seed": seed,
-        "tolerance": tolerance.describe(loosest),
+        "tolerance": tolerance.describe(max(_gradient_dtypes(sides), key=lambda d: float(np.finfo(d).eps))),
         "jax": {"used": sides.oracle.grads is not None, "reason": sides.oracle.reason},
         "layers": list(sides.tree.layers),
         "finite_differences": {
@@ -321,8 +323,29 @@ def _meta(
     }
 
 
+def _gradient_dtypes(sides: Sides) -> list[np.dtype]:
+    """The dtype each array is judged in: its hand-written gradient's, else its parameter's."""
+    grads = sides.hand.grads
+    return [
+        grads[leaf.path].dtype if leaf.path in grads and grads[leaf.path].dtype.kind == "f" else leaf.dtype
+        for leaf in sides.tree.leaves
+    ]
+
+
 def _notes(sides: Sides, repeat: list[float]) -> list[str]:
     notes = [] if sides.oracle.grads is not None else [f"JAX not used: {sides.oracle.reason}"]
+    lower = sorted(
+        {
+            f"{d} for {leaf.dtype}"
+            for leaf, d in zip(sides.tree.leaves, _gradient_dtypes(sides), strict=True)
+            if np.finfo(d).eps > np.finfo(leaf.dtype).eps
+        }
+    )
+    if lower:
+        notes.append(
+            f"{sides.names.grad} returns gradients in lower precision than its {sides.names.where} "
+            f"({', '.join(lower)}; JAX without x64 computes in float32): judged with that dtype's tolerance"
+        )
     notes += sides.probe.notes
     if any(repeat):
         notes.append(
