@@ -83,7 +83,7 @@ ARBITRATION = [
     ("fd-off-at-a-kink", (A, D, D), Verdict.PASS, Blame.FINITE_DIFFERENCES),
     ("hand-wrong", (D, D, A), Verdict.FAIL, Blame.HAND_WRITTEN),
     ("jax-model-wrong", (D, A, D), Verdict.FAIL, Blame.JAX),
-    ("below-fd-resolution", (D, A, A), Verdict.INCONCLUSIVE, Blame.UNDETERMINED),
+    ("below-fd-resolution", (D, A, A), Verdict.FAIL, Blame.HAND_WRITTEN),
     ("nobody-agrees", (D, D, D), Verdict.FAIL, Blame.UNDETERMINED),
     ("jax-only-at-kinks", (D, I, I), Verdict.FAIL, Blame.HAND_WRITTEN),
     ("fd-only-pass", (U, A, U), Verdict.PASS, Blame.NONE),
