@@ -182,6 +182,19 @@ def test_an_explicit_complex_step_on_such_a_function_raises_instead_of_answering
         run(f, method="complex-step")
 
 
+def test_a_cross_check_that_cannot_decide_falls_back_in_auto_and_keeps_an_explicit_complex_step():
+    # |t - 0.8| written per side of the kink, so that complex input goes through; at theta = 0.8
+    # every real stencil meets the kink and the cross-check cannot decide
+    def f(points):
+        return np.sum(np.where(np.real(points) > 0.8, points - 0.8, 0.8 - points), axis=-1)
+
+    theta = np.array([0.8, 0.8])
+    auto, _ = run(f, theta=theta, method="auto")
+    assert set(auto.method) == {"kink"} and "met a kink" in auto.notes[0]
+    explicit, _ = run(f, theta=theta, method="complex-step")
+    assert set(explicit.method) == {"complex-step"} and "not cross-checked" in explicit.notes[0]
+
+
 def test_the_cross_check_costs_a_constant_number_of_points_whatever_the_number_of_items():
     costs = []
     for n in (3, 300):
@@ -343,6 +356,15 @@ def test_items_are_split_into_chunks_of_the_given_size():
     theta = np.linspace(-1, 1, 10)
     _, objective = run(smooth, theta=theta, method="richardson", chunk=4)
     assert objective.calls == 1 + 3
+
+
+def test_a_long_theta_is_sent_in_smaller_chunks_so_that_a_call_stays_within_the_point_budget(monkeypatch):
+    import verifier.finite_diff as fd
+
+    monkeypatch.setattr(fd, "POINT_BUDGET", 6 * 10 * 3)  # 3 items of a 10-entry theta per call
+    theta = np.linspace(-1, 1, 10)
+    _, objective = run(smooth, theta=theta, method="richardson")
+    assert objective.calls == 1 + 4
 
 
 def test_steps_are_powers_of_two_so_that_a_coordinate_moves_exactly():
