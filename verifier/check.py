@@ -21,7 +21,7 @@ import numpy as np
 import reference
 from reference import Network, Params, Trace
 from verifier import engine, functions, pytrees, user_check
-from verifier.compare import Blame, Tolerance, Verdict
+from verifier.compare import Blame, Tolerance, Verdict, term_magnitudes
 from verifier.errors import GradientMismatch, InvalidArgument, parse_enum
 from verifier.finite_diff import Evaluation, Method, Mode
 from verifier.report import LayerResult, ParamResult, Report
@@ -76,8 +76,10 @@ def verify_network(
 
     # finite differences of the reference forward pass in float64 (complex-safe)
     objective, theta, slots = _network_objective(net, params, x, y)
+    terms = term_magnitudes(net, params, x, y)  # the round-off scale of every entry
     for s in slots:
         s.dtype = dtype
+        s.terms = terms[s.path]
         s.error = hand_error
         name = s.path.split(".")[1]
         if hand_error is None:

@@ -49,6 +49,7 @@ class Slot:
     dtype: np.dtype
     hand: Array | None = None
     jax: Array | None = None
+    terms: Array | None = None  # per entry, the sum of |terms| it adds up (round-off scale), if known
     error: str | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -191,6 +192,7 @@ def _judge(s: Slot, fd: _SlotFD | None, plan: Plan) -> ParamResult:
     jax = None if s.jax is None else np.asarray(s.jax, np.float64).ravel()
     f64 = np.dtype(np.float64)
     scale_ref = np.abs(jax) if jax is not None else np.abs(np.where(np.isfinite(hand), hand, 0.0))
+    terms: Array | float = 0.0 if s.terms is None else np.asarray(s.terms, np.float64).ravel()
     comps: list[Comparison] = []
 
     if jax is not None:
@@ -200,7 +202,7 @@ def _judge(s: Slot, fd: _SlotFD | None, plan: Plan) -> ParamResult:
             "entrywise",
             hand,
             jax,
-            tol.bounds(jax, np.zeros_like(jax), scale_ref.max(initial=0.0), s.dtype),
+            tol.bounds(jax, np.zeros_like(jax), scale_ref.max(initial=0.0), s.dtype, terms),
             shape=s.shape,
         )
     else:
@@ -218,6 +220,7 @@ def _judge(s: Slot, fd: _SlotFD | None, plan: Plan) -> ParamResult:
             h_items = hand[fd.entries]
             j_items = None if jax is None else jax[fd.entries]
             floor: Array | float = scale_ref.max(initial=0.0)
+            item_terms: Array | float = terms if isinstance(terms, float) else terms[fd.entries]
             shape: tuple[int, ...] | None = s.shape
         else:
             assert fd.directions is not None
@@ -225,9 +228,18 @@ def _judge(s: Slot, fd: _SlotFD | None, plan: Plan) -> ParamResult:
             h_items = np.where(np.all(np.isfinite(hand)), h_items, np.nan)
             j_items = None if jax is None else fd.directions @ jax
             floor = np.abs(fd.directions) @ scale_ref
+            item_terms = terms if isinstance(terms, float) else np.abs(fd.directions) @ terms
             shape = None
         rf = compare(
-            HAND, FD, fd.kind, h_items, e.value, tol.bounds(e.value, e.error, floor, s.dtype), e.error, e.kink, shape
+            HAND,
+            FD,
+            fd.kind,
+            h_items,
+            e.value,
+            tol.bounds(e.value, e.error, floor, s.dtype, item_terms),
+            e.error,
+            e.kink,
+            shape,
         )
         if (
             fd.kind == "entrywise"
@@ -238,7 +250,15 @@ def _judge(s: Slot, fd: _SlotFD | None, plan: Plan) -> ParamResult:
             rf.note = "entries checked: a sample (the worst suspects and a random draw)"
         if j_items is not None:
             jf = compare(
-                JAX, FD, fd.kind, j_items, e.value, tol.bounds(e.value, e.error, floor, f64), e.error, e.kink, shape
+                JAX,
+                FD,
+                fd.kind,
+                j_items,
+                e.value,
+                tol.bounds(e.value, e.error, floor, f64, item_terms),
+                e.error,
+                e.kink,
+                shape,
             )
         else:
             jf = Comparison.unavailable(JAX, FD, fd.kind, plan.jax_note)

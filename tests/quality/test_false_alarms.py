@@ -48,16 +48,6 @@ def test_two_thousand_random_float32_networks_with_every_activation_raise_no_fal
     _assert_no_false_alarm(result, 2000, max_inconclusive=0.01, record=record_property)
 
 
-# Until the engine holds gradients against compare.term_magnitudes, hand-written vs JAX can
-# disagree at round-off level on an array whose every entry cancels to about 0 (JAX's padded
-# programs round differently from the reference, by test order): not a finite-difference matter.
-PENDING_TERMS = pytest.mark.xfail(
-    strict=False,
-    reason="hand-written vs JAX on exactly cancelling sums needs compare.term_magnitudes wired into the engine",
-)
-
-
-@PENDING_TERMS
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_relu_networks_with_drawn_values_full_of_exact_zeros_never_fail(dtype, record_property):
     result = run_campaign(80, seed=7, dtype=dtype, network_options=DRAWN)
@@ -82,11 +72,6 @@ def test_every_mode_stays_quiet_on_drawn_relu_networks_with_finite_differences_a
     _assert_no_false_alarm(result, 40, max_inconclusive=0.2, record=record_property)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the engine to hold a gradient against compare.term_magnitudes (Slot.terms): "
-    "a sum that cancels to exactly 0 keeps round-off of the size of its terms",
-)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_a_bias_gradient_that_cancels_to_exactly_zero_over_the_batch_is_not_a_false_alarm(dtype):
     # mse on relu(W x + b): dL/db = mean(o - y) = (2.5 - 5 * 0.5) / 6 = 0, computed with round-off
