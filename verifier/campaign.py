@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import seed as hypothesis_seed
+from hypothesis import strategies as st
 from hypothesis.errors import Flaky
 
 import reference
@@ -112,6 +113,7 @@ class CampaignResult:
     networks: int = 0
     shrink_steps: int = 0
     params: dict[str, int] = field(default_factory=lambda: {v.value: 0 for v in Verdict})
+    network_verdicts: dict[str, int] = field(default_factory=lambda: {v.value: 0 for v in Verdict})
     layers: dict[str, LayerStats] = field(default_factory=dict)
     failing_case: Case | None = None
     failing_report: Report | None = None
@@ -135,6 +137,7 @@ class CampaignResult:
         return None if self.failing_report is None else self.failing_report.root_cause
 
     def record(self, report: Report) -> None:
+        self.network_verdicts[report.verdict.value] += 1
         for layer in report.layers:
             stats = self.layers.setdefault(layer.name, LayerStats())
             for p in layer.params:
@@ -172,6 +175,7 @@ class CampaignResult:
             "networks": self.networks,
             "shrink_steps": self.shrink_steps,
             "params": self.params,
+            "network_verdicts": self.network_verdicts,
             "layers": {
                 name: {"verdicts": s.verdicts, "max_rel_err": s.max_rel_err, "max_err_over_tol": s.max_err_over_tol}
                 for name, s in sorted(self.layers.items(), key=lambda kv: _layer_number(kv[0]))
@@ -180,6 +184,15 @@ class CampaignResult:
             "failing_report": None if self.failing_report is None else self.failing_report.to_dict(),
             "timing": {"created": timestamp, "elapsed_s": round(self.elapsed, 3)},
         }
+
+    def campaign_line(self) -> str:
+        """`campaign: N networks, F fail, I inconclusive, E error in T s`, counting each network by
+        its worst verdict (a failing run counts its networks up to the first failure)."""
+        v = self.network_verdicts
+        return (
+            f"campaign: {self.networks} networks, {v['fail']} fail, {v['inconclusive']} inconclusive, "
+            f"{v['error']} error in {self.elapsed:.1f} s"
+        )
 
     def summary_line(self) -> str:
         p = self.params
@@ -263,6 +276,18 @@ def verify_case(
     return report
 
 
+DTYPES = ("float64", "float32", "both")
+
+
+def _cases(dtype: str, options: dict[str, Any]) -> st.SearchStrategy[Case]:
+    """Cases in one dtype, or in both (each network drawn in float64 or float32)."""
+    if dtype not in DTYPES:
+        raise InvalidArgument(f"dtype={dtype!r}: expected one of {', '.join(DTYPES)}")
+    if dtype == "both":
+        return st.one_of(cases(dtype=np.float64, **options), cases(dtype=np.float32, **options))
+    return cases(dtype=np.dtype(dtype), **options)
+
+
 def run_campaign(
     examples: int,
     *,
@@ -294,7 +319,7 @@ def run_campaign(
         report_multiple_bugs=False,
     )
     @hypothesis_seed(seed)
-    @given(cases(dtype=np.dtype(dtype), **options))
+    @given(_cases(dtype, options))
     def one(case: Case) -> None:
         report = verify_case(case, backward=fn, method=method, mode=mode, seed=seed)
         report.meta["backward"] = name
@@ -464,7 +489,7 @@ def _campaign_plan(data: Mapping[str, Any]) -> dict[str, Any]:
         return _fields(_outcome(failing), name, meta["method"], meta["mode"], meta["seed"], case=case)
     counts = {k: int(n) for k, n in data["params"].items()}
     recorded = Outcome(worst([Verdict(k) for k, n in counts.items() if n]).value, None, counts)
-    if s["dtype"] not in ("float32", "float64") or int(s["examples"]) < 1:
+    if s["dtype"] not in DTYPES or int(s["examples"]) < 1:
         raise ValueError(f"settings: dtype {s['dtype']!r} and examples {s['examples']!r} do not describe a run")
     return _fields(recorded, name, s["method"], s["mode"], s["seed"], campaign=s)
 

@@ -5,6 +5,7 @@
     verify-grads check MODULE:LOSS --grad MODULE:GRAD --params MODULE:PARAMS
                                       check your own gradient function
     verify-grads selftest             every planted bug of verifier.mutants through the harness
+    verify-grads campaign             the false-alarm campaign on drawn values, float64 and float32
 
 Subcommands live in one registry, SUBCOMMANDS: a name, a help line, a function that adds the
 subcommand's options to its parser and one that runs it; adding one is a `@subcommand(...)`.
@@ -771,6 +772,70 @@ def _run_selftest(args: argparse.Namespace) -> int:
         out.document(result.to_markdown())
     for line in result.summary_lines():
         out.note(line)
+    return EXIT_OK if result.ok else EXIT_DISCREPANCY
+
+# --- campaign ------------------------------------------------------------------------------
+def _configure_campaign(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--examples", type=_positive_int, default=1000, help="random networks to check (default 1000)"
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=["both", *DTYPES],
+        default="both",
+        help="dtype of the networks; both (default): each network drawn in float64 or float32",
+    )
+    parser.add_argument(
+        "--values",
+        choices=["drawn", "seeded"],
+        default="drawn",
+        help="drawn (default): hypothesis draws every parameter and input, exact zeros and kinks included, "
+        "and shrinks toward zeros; seeded: continuous random draws",
+    )
+    parser.add_argument(
+        "--max-width", type=_positive_int, default=8, help="widest layer of the random networks (default 8)"
+    )
+    _add_oracle_options(parser)
+    _add_format(parser)
+    parser.add_argument(
+        "--report-dir", type=Path, default=Path("reports"), help="where latest.json/.md/.html go (default reports/)"
+    )
+
+
+@subcommand(
+    "campaign",
+    "the false-alarm campaign: the correct reference on many random networks, every activation and loss, "
+    "parameters and inputs drawn by hypothesis (exact zeros, kinks); any fail is a false alarm",
+    _configure_campaign,
+)
+def _run_campaign(args: argparse.Namespace) -> int:
+    from verifier.campaign import run_campaign
+
+    out = _Output(args.format)
+    _prepare_report_dir(args.report_dir)
+    options = {"values": args.values, "max_width": args.max_width}
+    out.note(
+        f"verify-grads campaign: {args.examples} random networks, {args.dtype}, values {args.values}, "
+        f"max width {args.max_width}, seed {args.seed}, method {args.method}, mode {args.mode}"
+    )
+    with _Progress(args.examples, "checking random networks") as progress:
+        result = run_campaign(
+            args.examples,
+            seed=args.seed,
+            dtype=args.dtype,
+            method=args.method,
+            mode=args.mode,
+            on_example=progress.example,
+            on_shrink=progress.shrink,
+            network_options=options,
+        )
+    documents = _campaign_documents(result, args.report_dir)
+
+    def show() -> None:
+        _print_campaign(out, result, args.report_dir)
+
+    _deliver(out, documents, args.report_dir, show)
+    out.note(result.campaign_line())
     return EXIT_OK if result.ok else EXIT_DISCREPANCY
 
 if __name__ == "__main__":

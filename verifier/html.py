@@ -317,7 +317,10 @@ def _layer_plot(result: CampaignResult) -> str:
         )
     import numpy as np
 
-    rtol = 1e4 * float(np.finfo(np.dtype(result.dtype)).eps)  # the model's, as in verifier.compare
+    from verifier.compare import Tolerance
+
+    loosest = "float32" if result.dtype == "both" else result.dtype  # a mixed run: the float32 line
+    rtol = Tolerance().model_rtol(np.dtype(loosest))
     return _error_plot(columns, "every layer, largest over all networks", rtol)
 
 
