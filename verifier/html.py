@@ -253,6 +253,33 @@ def campaign_html(result: CampaignResult, *, replay: Sequence[str] = ()) -> str:
     return _page(f"verify-grads: {headline}", body)
 
 
+# --- a pytest session (the plugin's --verify-grads-report) ----------------------------------
+def session_html(data: Mapping[str, Any], summary: str, replay: str) -> str:
+    """The page for a pytest session: every recorded check, then each failing check's report."""
+    headline = "all gradients agree" if data["ok"] else "DISCREPANCY"
+    rows = [
+        [
+            f"<code>{esc(r['test'])}</code>",
+            f"{esc(r['entry'])} #{esc(r['call'])}",
+            _verdict(r["verdict"]),
+            esc(r["root_cause"] or ""),
+            esc(r["next_step"]),
+        ]
+        for r in data["results"]
+    ]
+    body = [
+        f"<h1>verify-grads: {esc(headline)}</h1>",
+        f"<p>{esc(summary)}.</p>",
+        "<h2>Checks</h2>\n" + _table(["test", "check", "verdict", "root cause", "next step"], rows),
+    ]
+    for r in data["results"]:
+        if not r["ok"]:
+            body.append(f"<h2>{esc(r['test'])} ({esc(r['entry'])} #{esc(r['call'])})</h2>")
+            body += _report_sections(Report.from_dict(r["report"]))
+    body.append(_replay_section([replay]))
+    return _page(f"verify-grads: {headline}", body)
+
+
 def _layer_table(result: CampaignResult) -> str:
     rows = []
     for name, stats in result.to_dict()["layers"].items():

@@ -8,7 +8,7 @@ Registered through the pytest11 entry point `verify_grads`, so installing verify
 
 Options (namespaced, like pytest-randomly's):
 
-    --verify-grads-report DIR   write DIR/latest.json and DIR/latest.md when the session ends
+    --verify-grads-report DIR   write DIR/latest.json, latest.md and latest.html when the session ends
     --verify-grads-seed S       the seed of every call that does not pass its own (default 0)
     --verify-grads-rtol R, --verify-grads-atol A
                                 tolerances for calls that do not pass their own (default: the
@@ -34,7 +34,7 @@ import pytest
 from verifier.check import check_grads, check_vjp
 from verifier.errors import GradientMismatch
 from verifier.finite_diff import Method, Mode
-from verifier.report import SCHEMA_VERSION, Report, write_atomic
+from verifier.report import SCHEMA_VERSION, Report, write_latest
 
 WORKER_OUTPUT_KEY = "verify_grads_results"
 VERDICTS = ("pass", "fail", "inconclusive", "not-exercised", "error")
@@ -77,7 +77,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type=Path,
         default=None,
         metavar="DIR",
-        help="write the session's gradient-check report to DIR/latest.json and DIR/latest.md",
+        help="write the session's gradient-check report to DIR/latest.json, latest.md and latest.html",
     )
     group.addoption(
         "--verify-grads-seed", type=_seed, default=0, metavar="S", help="seed of grad_check calls (default 0)"
@@ -155,9 +155,15 @@ class Recorder:
         if hasattr(config, "workeroutput"):  # an xdist worker: the controller writes
             config.workeroutput[WORKER_OUTPUT_KEY] = json.dumps(self.records)
         elif self.settings.report_dir is not None:
+            from verifier.html import session_html
+
             data = session_report(self.records, self.settings)
-            write_atomic(self.settings.report_dir / "latest.json", json.dumps(data, indent=2) + "\n")
-            write_atomic(self.settings.report_dir / "latest.md", session_markdown(data))
+            write_latest(
+                self.settings.report_dir,
+                json=json.dumps(data, indent=2) + "\n",
+                markdown=session_markdown(data),
+                html=session_html(data, summary_line(data), f"pytest {self.settings.replay_flags()}"),
+            )
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if hasattr(terminalreporter.config, "workerinput") or not self.records:

@@ -71,7 +71,7 @@ def test_the_default_header_names_the_error_model(pytester):
     result.stdout.fnmatch_lines(["verify-grads: seed 0, tolerance: error model*replay with --verify-grads-seed=0"])
 
 
-def test_the_report_option_writes_every_check_to_latest_json_and_md(pytester):
+def test_the_report_option_writes_every_check_to_latest_json_md_and_html(pytester):
     pytester.makepyfile(test_model=TESTS)
     out = pytester.path / "grads"
     pytester.runpytest("--verify-grads-report", str(out)).assert_outcomes(passed=1, failed=1)
@@ -84,7 +84,10 @@ def test_the_report_option_writes_every_check_to_latest_json_and_md(pytester):
     assert "# verify-grads: DISCREPANCY" in markdown
     assert "| test_model.py::test_wrong | check_grads #0 | fail | layer1 |" in markdown
     assert "## test_model.py::test_wrong (check_grads #0)" in markdown
-    assert sorted(p.name for p in out.iterdir()) == ["latest.json", "latest.md"]  # no temporary left
+    page = (out / "latest.html").read_text()
+    assert "test_model.py::test_wrong" in page and "<script" not in page
+    assert "src=\"http" not in page and "href=\"http" not in page  # self-contained
+    assert sorted(p.name for p in out.iterdir()) == ["latest.html", "latest.json", "latest.md"]  # no temporary left
 
 
 def test_the_session_seed_and_tolerances_are_defaults_that_an_explicit_argument_overrides(pytester):
@@ -152,7 +155,7 @@ def test_under_xdist_the_controller_merges_every_workers_results_into_one_report
     assert sorted(r["test"] for r in data["results"]) == [f"test_many.py::test_case_{i}" for i in range(4)]
     assert sorted(r["report"]["meta"]["seed"] for r in data["results"]) == [0, 1, 2, 3]
     assert "# verify-grads: all gradients agree" in markdown
-    assert sorted(p.name for p in out.iterdir()) == ["latest.json", "latest.md"]
+    assert sorted(p.name for p in out.iterdir()) == ["latest.html", "latest.json", "latest.md"]
 
 
 BAD_OPTIONS = [
