@@ -3,7 +3,7 @@
 Tolerance model. Entry i of a gradient g (dtype d) is held against an oracle value o_i whose own
 absolute error bar is e_i (zero for JAX, the finite-difference error estimate otherwise):
 
-    tol_i = fd_safety * e_i + rtol_d * (|o_i| + s) + 64 eps(d) * t_i
+    tol_i = fd_safety * e_i + rtol_d * (|o_i| + s) + 64 eps(d) * t_i + tiny(d)
 
 where rtol_d = 10^4 * eps(d) is the round-off a backprop in dtype d can honestly accumulate, and
 s is the magnitude the entry is computed from (for an entry: the largest |o| of its parameter,
@@ -11,7 +11,9 @@ since an entry can be a difference of terms that large; for a directional deriva
 sum_j |o_j v_j|). t_i, when the caller knows it, is the sum of the absolute values of the terms
 entry i adds up (`term_magnitudes` computes it for a network): where those terms cancel, say a
 bias gradient that sums to exactly 0 over the batch, round-off in dtype d is a few eps(d) * t_i
-however small the sum, and s alone would call a correct float32 gradient wrong. A user-given
+however small the sum, and s alone would call a correct float32 gradient wrong. tiny(d) is the
+smallest normal number of dtype d: below it numbers are subnormal, with fewer significant bits,
+and XLA on CPU flushes them to zero, so JAX says 0 where numpy computes 1e-321. A user-given
 rtol/atol replaces the model: tol_i = atol + rtol * |o_i| + fd_safety * e_i.
 """
 
@@ -92,8 +94,9 @@ class Tolerance:
             rtol = self.rtol if self.rtol is not None else 0.0
             atol = self.atol if self.atol is not None else 0.0
             return atol + rtol * np.abs(oracle) + self.fd_safety * error
-        cancellation = TERMS_EPS_MULTIPLE * float(np.finfo(dtype).eps) * terms
-        return self.fd_safety * error + self.model_rtol(dtype) * (np.abs(oracle) + floor) + cancellation
+        info = np.finfo(dtype)
+        cancellation = TERMS_EPS_MULTIPLE * float(info.eps) * terms
+        return self.fd_safety * error + self.model_rtol(dtype) * (np.abs(oracle) + floor) + cancellation + info.tiny
 
     def describe(self, dtype: np.dtype) -> dict[str, float | str | None]:
         rtol = self.rtol if self.source == "user" else self.model_rtol(dtype)

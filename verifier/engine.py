@@ -178,11 +178,18 @@ def _suspect_entries(s: Slot, rng: np.random.Generator) -> Array:
 
 
 def _take(est: Estimate, sl: slice) -> Estimate:
-    return Estimate(est.value[sl], est.error[sl], est.kink[sl], est.method[sl], est.evaluations)
+    return est.take(sl)
 
 
 def _needs_localization(r: ParamResult) -> bool:
-    return any(c.kind == "directional" and c.status is Status.DISAGREE for c in r.comparisons)
+    """Entry by entry where the directional screen failed or met a kink (entries away from the
+    kink can still decide), or where JAX rejects the hand-written gradient (one wrong entry is
+    diluted along a random direction)."""
+    return any(
+        (c.kind == "directional" and (c.status is Status.DISAGREE or c.n_inconclusive > 0))
+        or (c.b == JAX and c.status is Status.DISAGREE)
+        for c in r.comparisons
+    )
 
 
 def _judge(s: Slot, fd: _SlotFD | None, plan: Plan) -> ParamResult:
@@ -267,7 +274,7 @@ def _judge(s: Slot, fd: _SlotFD | None, plan: Plan) -> ParamResult:
             "items": len(e.value),
             "methods": sorted(set(e.method)),
             "evaluations": int(e.evaluations),
-            "max_error_estimate": float(np.max(e.error, initial=0.0)),
+            "max_error_estimate": float(np.max(e.error[~e.kink], initial=0.0)),
             "kinks": int(e.kink.sum()),
         }
     comps += [rf, jf]

@@ -124,3 +124,16 @@ def test_the_jax_oracle_leaves_the_global_x64_setting_alone():
     jax_gradients(NET, init_params(NET), np.ones((2, 3)), np.zeros((2, 2)))
     assert jax.config.jax_enable_x64 == before
     assert jnp.ones(1).dtype == (jnp.float64 if before else jnp.float32)
+
+
+def test_a_subnormal_gradient_that_jax_flushes_to_zero_is_no_false_alarm():
+    # found by the campaign: dL/db^2 = b^3 * W^3 = 9e-284 * 1.2e-38 = 1e-321, subnormal; XLA says 0
+    net = Network(1, (Layer(1, "identity"), Layer(1, "identity"), Layer(1, "identity")), "mse")
+    params = {
+        "layer1": {"W": np.zeros((1, 1)), "b": np.zeros(1)},
+        "layer2": {"W": np.zeros((1, 1)), "b": np.zeros(1)},
+        "layer3": {"W": np.array([[1.1754943508222875e-38]]), "b": np.array([9.042415847995043e-284])},
+    }
+    report = verify_network(net, params, np.zeros((1, 1)), np.zeros((1, 1)))
+    assert report.ok, report.to_markdown()
+    assert report.param("layer2.b").tolerance["source"] == "model"
