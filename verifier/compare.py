@@ -19,6 +19,7 @@ rtol/atol replaces the model: tol_i = atol + rtol * |o_i| + fd_safety * e_i.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -140,32 +141,31 @@ def compare(
     inconclusive: Array | None = None,
     shape: tuple[int, ...] | None = None,
 ) -> Comparison:
-    """Compare item by item. `inconclusive` items (a kink in the stencil) count neither way.
+    """Compare item by item. `inconclusive` items (a kink in the stencil), and items where the
+    oracle `b` is not finite, count neither way; a non-finite `a` is a disagreement.
     `shape` maps a flat worst index back to a multi-index (entrywise comparisons)."""
     a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+    tol = np.broadcast_to(np.asarray(tol, np.float64), a.shape).ravel()
     n = a.size
-    skip = np.zeros(n, bool) if inconclusive is None else np.asarray(inconclusive, bool).ravel()
-    err = np.abs(a - b)
-    nonfinite = ~np.isfinite(a) | ~np.isfinite(b)
-    err = np.where(nonfinite, np.inf, err)
-    bad = (err > tol) & ~skip
-    ratio = np.where(skip, -1.0, np.where(tol > 0, err / np.where(tol > 0, tol, 1.0), np.where(err > 0, np.inf, 0.0)))
     if n == 0:
         return Comparison(a_name, b_name, kind, Status.INCONCLUSIVE, note="nothing to compare")
-    i = int(np.argmax(ratio)) if np.any(~skip) else 0
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        rel = np.where(skip, 0.0, err / np.maximum(np.abs(b), np.finfo(np.float64).tiny))
-        norm_b = float(np.linalg.norm(np.where(skip, 0.0, b)))
-        norm_d = (
-            float(np.linalg.norm(np.where(skip | nonfinite, 0.0, a - b))) if not np.any(nonfinite & ~skip) else np.inf
-        )
-    n_incon = int(skip.sum())
-    if np.any(bad):
-        status = Status.DISAGREE
-    elif n_incon == n:
-        status = Status.INCONCLUSIVE
-    else:
-        status = Status.AGREE
+    finite_b = np.isfinite(b)
+    skip = ~finite_b if inconclusive is None else (np.asarray(inconclusive, bool).ravel() | ~finite_b)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        diff = np.where(skip, 0.0, a - b)
+        err = np.abs(diff)
+        err[np.isnan(err)] = np.inf  # a NaN in the checked side is as wrong as it gets
+        bad = err > tol
+        ratio = np.where(err > 0, err / tol, 0.0)  # err > 0 with tol 0: inf
+        ratio[skip] = -1.0
+        absb = np.where(skip, 0.0, np.abs(b))
+        rel = err / np.maximum(absb, np.finfo(np.float64).tiny)
+        norm_b = float(np.sqrt(absb @ absb))
+        norm_d = float(np.sqrt(err @ err))
+    n_incon = int(np.count_nonzero(skip))
+    n_bad = int(np.count_nonzero(bad))
+    status = Status.DISAGREE if n_bad else Status.INCONCLUSIVE if n_incon == n else Status.AGREE
+    i = int(np.argmax(ratio))
     index = list(np.unravel_index(i, shape)) if shape is not None and kind == "entrywise" else [i]
     return Comparison(
         a_name,
@@ -173,11 +173,11 @@ def compare(
         kind,
         status,
         n=n,
-        n_disagree=int(bad.sum()),
+        n_disagree=n_bad,
         n_inconclusive=n_incon,
-        max_abs_err=float(np.max(np.where(skip, 0.0, err))),
-        max_rel_err=float(np.max(rel)),
-        rel_norm_err=norm_d / norm_b if norm_b > 0 else (0.0 if norm_d == 0 else np.inf),
+        max_abs_err=float(err.max()),
+        max_rel_err=float(rel.max()),
+        rel_norm_err=norm_d / norm_b if norm_b > 0 else (0.0 if norm_d == 0 else math.inf),
         worst_index=[int(k) for k in index],
         worst_a=float(a[i]),
         worst_b=float(b[i]),
@@ -196,7 +196,10 @@ def term_magnitudes(net: Network, params: Mapping[str, Mapping[str, Array]], x: 
     few eps times these, entry by entry, whatever the sum comes to. No slope |alpha'(a)| counts
     for less than SLOPE_FLOOR = 1/64: an activation's derivative computed the usual way
     (1 - tanh(a)^2, s (1 - s), as jax.nn does) carries an absolute round-off of about eps however
-    small it is, and 64 eps * 1/64 = eps."""
+    small it is, and 64 eps * 1/64 = eps. A unit's output h = alpha(a) counts as |h| + |a|: an
+    activation evaluated the usual way can lose digits to cancellation inside it (gelu_tanh(a) =
+    a (1 + tanh(.)) / 2 for a << 0 is a tiny difference of terms of size |a|), so two correct
+    implementations may differ by eps * |a| there, not eps * |h|."""
     p64 = {n: {k: np.asarray(v, np.float64) for k, v in layer.items()} for n, layer in params.items()}
     x64, y64 = np.asarray(x, np.float64), np.asarray(y, np.float64)
     trace = reference.forward(net, p64, x64)
@@ -207,7 +210,8 @@ def term_magnitudes(net: Network, params: Mapping[str, Mapping[str, Array]], x: 
         a_r = trace.a[r]
         assert a_r is not None
         slope[r] = np.maximum(np.abs(reference.get_activation(net.layers[r - 1].activation).df(a_r)), SLOPE_FLOOR)
-    forward_terms = np.abs(layer_input(net, trace.h, k)) @ np.abs(p64[top]["W"]).T + np.abs(p64[top]["b"])
+    units = [np.abs(trace.h[0])] + [np.abs(trace.h[r]) + np.abs(trace.a[r]) for r in range(1, k + 1)]  # type: ignore[arg-type]
+    forward_terms = layer_input(net, units, k) @ np.abs(p64[top]["W"]).T + np.abs(p64[top]["b"])
     mag = [np.zeros_like(h) for h in trace.h]
     grad_o = reference.get_loss(net.loss).grad(trace.output, y64)
     mag[k] = np.abs(grad_o) + (np.abs(y64) + slope[k] * forward_terms) / batch
@@ -215,7 +219,7 @@ def term_magnitudes(net: Network, params: Mapping[str, Mapping[str, Array]], x: 
     for r in range(k, 0, -1):
         name = reference.layer_name(r)
         d = mag[r] * slope[r]
-        out[f"{name}.W"] = d.T @ np.abs(layer_input(net, trace.h, r))
+        out[f"{name}.W"] = d.T @ layer_input(net, units, r)
         out[f"{name}.b"] = d.sum(axis=0)
         out[f"{name}.Delta"] = mag[r]
         back = d @ np.abs(p64[name]["W"])
