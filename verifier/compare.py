@@ -33,7 +33,7 @@ from reference.backprop import layer_input
 Array = np.ndarray
 RTOL_EPS_MULTIPLE = 1e4
 TERMS_EPS_MULTIPLE = 64.0
-SLOPE_FLOOR = 1.0 / TERMS_EPS_MULTIPLE
+SLOPE_ROUNDOFF = 1.0 / 16  # x (1 + |a|): an activation derivative's absolute round-off, in units of 64 eps
 FD_SAFETY = 10.0
 
 
@@ -193,10 +193,11 @@ def term_magnitudes(net: Network, params: Mapping[str, Mapping[str, Array]], x: 
     It is the Delta recursion run on absolute values, |Delta(h^r)| -> |Delta * alpha'(a)| @ |W|,
     started from the terms of dL/do: |dL/do| + (|y| + |alpha'(a^k)| (|W^k| @ |input| + |b^k|)) / batch,
     the last part for the forward pass's own cancellations in o. Round-off in any dtype is a
-    few eps times these, entry by entry, whatever the sum comes to. No slope |alpha'(a)| counts
-    for less than SLOPE_FLOOR = 1/64: an activation's derivative computed the usual way
-    (1 - tanh(a)^2, s (1 - s), as jax.nn does) carries an absolute round-off of about eps however
-    small it is, and 64 eps * 1/64 = eps. A unit's output h = alpha(a) counts as |h| + |a|: an
+    few eps times these, entry by entry, whatever the sum comes to. A slope counts as
+    |alpha'(a)| + (1 + |a|) / 16: an activation's derivative computed the usual way (1 - tanh(a)^2,
+    s (1 - s), or gelu's Phi(a) + a phi(a) by autodiff, as jax.nn does) carries an absolute
+    round-off of a few eps (1 + |a|) however small it is (seen: 5.6 eps for gelu_tanh' at a = -5),
+    and 64 eps / 16 = 4 eps. A unit's output h = alpha(a) counts as |h| + |a|: an
     activation evaluated the usual way can lose digits to cancellation inside it (gelu_tanh(a) =
     a (1 + tanh(.)) / 2 for a << 0 is a tiny difference of terms of size |a|), so two correct
     implementations may differ by eps * |a| there, not eps * |h|."""
@@ -209,7 +210,8 @@ def term_magnitudes(net: Network, params: Mapping[str, Mapping[str, Array]], x: 
     for r in range(1, k + 1):
         a_r = trace.a[r]
         assert a_r is not None
-        slope[r] = np.maximum(np.abs(reference.get_activation(net.layers[r - 1].activation).df(a_r)), SLOPE_FLOOR)
+        df = reference.get_activation(net.layers[r - 1].activation).df(a_r)
+        slope[r] = np.abs(df) + (1.0 + np.abs(a_r)) * SLOPE_ROUNDOFF
     units = [np.abs(trace.h[0])] + [np.abs(trace.h[r]) + np.abs(trace.a[r]) for r in range(1, k + 1)]  # type: ignore[arg-type]
     forward_terms = layer_input(net, units, k) @ np.abs(p64[top]["W"]).T + np.abs(p64[top]["b"])
     mag = [np.zeros_like(h) for h in trace.h]
