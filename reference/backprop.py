@@ -50,13 +50,28 @@ def layer_input(net: Network, h: list[Array], r: int) -> Array:
 
 
 def forward(
-    net: Network, params: Mapping[str, Mapping[str, Array]], x: Array, taps: Mapping[int, Array] | None = None
+    net: Network,
+    params: Mapping[str, Mapping[str, Array]],
+    x: Array,
+    taps: Mapping[int, Array] | None = None,
+    *,
+    resume: Trace | None = None,
+    start: int = 1,
 ) -> Trace:
     """Run the network on x. `taps[r]`, if given, is added to h^r (zero taps leave the value
-    unchanged; differentiating the loss with respect to a tap gives Delta(h^r))."""
-    h: list[Array] = [np.asarray(x)]
-    a: list[Array | None] = [None]
-    for r in range(1, net.depth + 1):
+    unchanged; differentiating the loss with respect to a tap gives Delta(h^r)).
+
+    With `resume` (a trace of the same network and x) the pass starts at layer `start`, reusing
+    h^0..h^{start-1} and a^1..a^{start-1} from it: only the layers from `start` on are computed,
+    so `params` needs only those layers. Their arrays may carry a stack dimension the reused
+    ones lack; they broadcast."""
+    if resume is None:
+        h: list[Array] = [np.asarray(x)]
+        a: list[Array | None] = [None]
+        start = 1
+    else:
+        h, a = list(resume.h[:start]), list(resume.a[:start])
+    for r in range(start, net.depth + 1):
         p = params[layer_name(r)]
         a_r = layer_input(net, h, r) @ np.swapaxes(p["W"], -1, -2) + p["b"][..., None, :]
         h_r = get_activation(net.layers[r - 1].activation).f(a_r)

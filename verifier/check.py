@@ -338,25 +338,49 @@ def _network_objective(
         offset += int(np.prod(shape))
     theta = np.concatenate(pieces)
     kinked = [r for r, layer in enumerate(net.layers, start=1) if reference.get_activation(layer.activation).kinks]
+    # the first layer each coordinate of theta reaches (its own layer; a tap on h^r, layer r)
+    reach = np.concatenate([np.full(int(np.prod(shape)), _unit(name)) for name, _, shape, _ in layout])
+    center_loss = float(reference.loss(net, center, y64))
 
-    def objective(points: Array) -> Evaluation:
+    def evaluate(points: Array, start: int) -> tuple[Array, Array | None]:
+        """Losses and signatures of points that agree with theta before layer `start`: the pass
+        resumes from the centre's trace there."""
         m = points.shape[0]
         stacked: dict[str, dict[str, Array]] = {name: {} for name in net.layer_names}
         taps: dict[int, Array] = {}
-        for name, key, shape, start in layout:
-            block = points[:, start : start + int(np.prod(shape))].reshape((m, *shape))
+        for name, key, shape, begin in layout:
+            if _unit(name) < start:
+                continue
+            block = points[:, begin : begin + int(np.prod(shape))].reshape((m, *shape))
             if key == "Delta":
                 taps[_unit(name)] = block
             else:
                 stacked[name][key] = block
-        trace = reference.forward(net, stacked, x64, taps)
-        losses = reference.loss(net, trace, y64)
+        if start > net.depth:
+            trace, losses = center, np.full(m, center_loss)
+        else:
+            trace = reference.forward(net, stacked, x64, taps, resume=center, start=start)
+            losses = np.asarray(reference.loss(net, trace, y64))
         signature = None
         if kinked:
-            signature = np.concatenate(
-                [_kink_signs(trace.a[r], net.layers[r - 1].activation).reshape(m, -1) for r in kinked], axis=1
-            )
-        return Evaluation(np.asarray(losses), signature)
+            parts = [_kink_signs(trace.a[r], net.layers[r - 1].activation) for r in kinked]
+            signature = np.concatenate([np.broadcast_to(p, (m, *p.shape[-2:])).reshape(m, -1) for p in parts], axis=1)
+        return losses, signature
+
+    def objective(points: Array) -> Evaluation:
+        moved = points != theta
+        first = np.where(moved.any(axis=1), reach[np.argmax(moved, axis=1)], net.depth + 1)
+        losses = np.empty(points.shape[0], dtype=np.result_type(points.dtype, np.float64))
+        signature: Array | None = None
+        for start in np.unique(first):
+            rows = np.flatnonzero(first == start)
+            part_losses, part_sig = evaluate(points[rows], int(start))
+            losses[rows] = part_losses
+            if part_sig is not None:
+                if signature is None:
+                    signature = np.empty((points.shape[0], part_sig.shape[1]), np.int8)
+                signature[rows] = part_sig
+        return Evaluation(losses, signature)
 
     return objective, theta, slots
 

@@ -145,7 +145,9 @@ def compare(
     oracle `b` is not finite, count neither way; a non-finite `a` is a disagreement.
     `shape` maps a flat worst index back to a multi-index (entrywise comparisons)."""
     a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
-    tol = np.broadcast_to(np.asarray(tol, np.float64), a.shape).ravel()
+    tol = np.asarray(tol, np.float64).ravel()
+    if tol.size != a.size:
+        tol = np.broadcast_to(tol, a.shape)
     n = a.size
     if n == 0:
         return Comparison(a_name, b_name, kind, Status.INCONCLUSIVE, note="nothing to compare")

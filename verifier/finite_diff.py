@@ -160,13 +160,18 @@ class Items:
 
     def displace(self, theta: Array, steps: Array) -> Array:
         """Points theta + steps[j] * item_j, shape (m, n); steps may be complex."""
-        points = np.repeat(theta[None, :].astype(steps.dtype), len(self), axis=0)
         if self.entries is not None:
+            points = np.repeat(theta[None, :].astype(steps.dtype), len(self), axis=0)
             points[np.arange(len(self)), self.entries] += steps
-        else:
-            assert self.directions is not None
-            width = self.directions.shape[1]
-            points[:, self.start : self.start + width] += steps[:, None] * self.directions
+            return points
+        assert self.directions is not None
+        width = self.directions.shape[1]
+        if self.start == 0 and width == theta.size:  # dense directions over all of theta: two passes
+            points = self.directions * steps[:, None]
+            points += theta
+            return points
+        points = np.repeat(theta[None, :].astype(steps.dtype), len(self), axis=0)
+        points[:, self.start : self.start + width] += steps[:, None] * self.directions
         return points
 
 

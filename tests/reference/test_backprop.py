@@ -119,3 +119,18 @@ def test_a_leading_stack_dimension_equals_separate_calls(loss_name: str) -> None
                 np.testing.assert_allclose(grads[name][key][j], g[name][key], rtol=1e-13, atol=1e-300)
         for r in range(net.depth + 1):
             np.testing.assert_allclose(deltas[r][j], d[r], rtol=1e-13, atol=1e-300)
+
+
+def test_a_forward_pass_resumed_from_a_layer_equals_the_whole_pass():
+    from reference import Layer, Network, forward, init_params
+
+    net = Network(3, (Layer(4, "tanh"), Layer(5, "relu", inputs=(0, 1)), Layer(2, "sigmoid", inputs=(1, 2))), "mse")
+    params = init_params(net, seed=2)
+    x = np.random.default_rng(0).normal(size=(6, 3))
+    whole = forward(net, params, x)
+    changed = {name: {k: v * 1.5 for k, v in layer.items()} for name, layer in params.items()}
+    for start in (1, 2, 3):
+        later = {name: changed[name] for name in net.layer_names[start - 1 :]}
+        resumed = forward(net, later, x, resume=whole, start=start)
+        mixed = {name: (changed if int(name[5:]) >= start else params)[name] for name in net.layer_names}
+        np.testing.assert_array_equal(resumed.output, forward(net, mixed, x).output)
