@@ -31,6 +31,7 @@ from verifier.report import ParamResult
 Array = np.ndarray
 HAND, JAX, FD = "hand-written", "jax", "finite-differences"
 DIRECTIONS_PER_SLOT = 2
+LARGE_SLOT = 1024  # entries; with JAX's entrywise answer beside it, one direction arbitrates
 SAMPLED_ENTRIES = 16
 FULL_LOCALIZATION_LIMIT = 4096
 
@@ -130,7 +131,7 @@ def _finite_differences(
     n = theta.size
     out: dict[str, _SlotFD] = {}
     if mode is Mode.DIRECTIONAL:
-        dirs = [random_directions(rng, DIRECTIONS_PER_SLOT, s.size) for s in slots]
+        dirs = [random_directions(rng, _directions_for(s), s.size) for s in slots]
         if not dirs:
             return out
         dense = np.zeros((sum(len(d) for d in dirs), n))
@@ -164,6 +165,13 @@ def _finite_differences(
         out[s.path] = _SlotFD("entrywise", _take(est, slice(row, row + len(idx))), entries=idx)
         row += len(idx)
     return out
+
+
+def _directions_for(s: Slot) -> int:
+    """Random directions of the screen: two, or one for a large array whose every entry JAX
+    already answers (the screen then only arbitrates between two complete gradients, and a
+    second direction would double the cost that grows with the array)."""
+    return 1 if s.jax is not None and s.size > LARGE_SLOT else DIRECTIONS_PER_SLOT
 
 
 def _estimate(objective: Objective, theta: Array, items: Items, scale: Array, plan: Plan) -> Estimate:
