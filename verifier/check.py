@@ -368,7 +368,8 @@ def _network_objective(
         return losses, signature
 
     def objective(points: Array) -> Evaluation:
-        moved = points != theta
+        # a complex step moves only the imaginary part: two real comparisons beat one complex one
+        moved = (points.real != theta) | (points.imag != 0) if np.iscomplexobj(points) else points != theta
         first = np.where(moved.any(axis=1), reach[np.argmax(moved, axis=1)], net.depth + 1)
         losses = np.empty(points.shape[0], dtype=np.result_type(points.dtype, np.float64))
         signature: Array | None = None

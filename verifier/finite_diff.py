@@ -136,6 +136,10 @@ class Items:
             yield sl, self.subset(sl)
 
     def subset(self, which: slice | Array) -> Items:
+        if isinstance(which, slice) and which.indices(len(self))[:2] == (0, len(self)) and which.step in (None, 1):
+            return self  # all of it: no copy
+        if not isinstance(which, slice) and which.dtype != bool and np.array_equal(which, np.arange(len(self))):
+            return self
         if self.entries is not None:
             return Items(entries=self.entries[which])
         assert self.directions is not None
