@@ -33,6 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NoReturn, TextIO
 
+from verifier.arguments import positive_int
+from verifier.arguments import seed as seed_arg
+from verifier.arguments import tolerance as tolerance_arg
 from verifier.errors import InvalidArgument
 
 if TYPE_CHECKING:
@@ -57,34 +60,6 @@ class _Parser(argparse.ArgumentParser):
 
 
 # --- argument types ------------------------------------------------------------------------
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, found {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, found {value}")
-    return value
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer seed >= 0, found {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer seed >= 0, found {value}")
-    return value
-
-
-def _tolerance(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, found {text!r}") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, found {text}")
-    return value
 
 
 class _MainOption(argparse.Action):
@@ -117,7 +92,7 @@ def _add_oracle_options(parser: argparse.ArgumentParser, action: Any = "store") 
     )
     parser.add_argument(
         "--seed",
-        type=_seed,
+        type=seed_arg,
         default=0,
         action=action,
         help="seed of the random search (main job) and of the random directions (default 0)",
@@ -157,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     main = _MainOption
     parser.add_argument(
-        "--examples", type=_positive_int, default=100, action=main, help="random networks to check (default 100)"
+        "--examples", type=positive_int, default=100, action=main, help="random networks to check (default 100)"
     )
     _add_oracle_options(parser, main)
     parser.add_argument("--dtype", choices=DTYPES, default="float64", action=main, help="dtype of the reference")
@@ -585,8 +560,12 @@ def _configure_check(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--jax-loss", metavar="MODULE:FN", default=None, help="a jax.numpy version of the loss")
     _add_oracle_options(parser)
-    parser.add_argument("--rtol", type=_tolerance, default=None, help="relative tolerance (default: the error model)")
-    parser.add_argument("--atol", type=_tolerance, default=None, help="absolute tolerance (default: the error model)")
+    parser.add_argument(
+        "--rtol", type=tolerance_arg, default=None, help="relative tolerance (default: the error model)"
+    )
+    parser.add_argument(
+        "--atol", type=tolerance_arg, default=None, help="absolute tolerance (default: the error model)"
+    )
     _add_format(parser)
     parser.add_argument(
         "--report-dir", type=Path, default=Path("reports"), help="where latest.json/.md/.html go (default reports/)"
@@ -701,9 +680,9 @@ def _run_check(args: argparse.Namespace) -> int:
 # --- selftest ------------------------------------------------------------------------------
 def _configure_selftest(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--examples", type=_positive_int, default=200, help="random networks tried per planted bug (default 200)"
+        "--examples", type=positive_int, default=200, help="random networks tried per planted bug (default 200)"
     )
-    parser.add_argument("--seed", type=_seed, default=0, help="seed of the random search (default 0)")
+    parser.add_argument("--seed", type=seed_arg, default=0, help="seed of the random search (default 0)")
     parser.add_argument(
         "--only",
         metavar="BUG[,BUG...]",
@@ -774,11 +753,10 @@ def _run_selftest(args: argparse.Namespace) -> int:
         out.note(line)
     return EXIT_OK if result.ok else EXIT_DISCREPANCY
 
+
 # --- campaign ------------------------------------------------------------------------------
 def _configure_campaign(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--examples", type=_positive_int, default=1000, help="random networks to check (default 1000)"
-    )
+    parser.add_argument("--examples", type=positive_int, default=1000, help="random networks to check (default 1000)")
     parser.add_argument(
         "--dtype",
         choices=["both", *DTYPES],
@@ -793,7 +771,7 @@ def _configure_campaign(parser: argparse.ArgumentParser) -> None:
         "and shrinks toward zeros; seeded: continuous random draws",
     )
     parser.add_argument(
-        "--max-width", type=_positive_int, default=8, help="widest layer of the random networks (default 8)"
+        "--max-width", type=positive_int, default=8, help="widest layer of the random networks (default 8)"
     )
     _add_oracle_options(parser)
     _add_format(parser)
@@ -837,6 +815,7 @@ def _run_campaign(args: argparse.Namespace) -> int:
     _deliver(out, documents, args.report_dir, show)
     out.note(result.campaign_line())
     return EXIT_OK if result.ok else EXIT_DISCREPANCY
+
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -21,7 +21,6 @@ the controller merges them when a worker goes down and writes the one report at 
 
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import json
 from collections.abc import Callable, Sequence
@@ -31,6 +30,8 @@ from typing import Any
 
 import pytest
 
+from verifier.arguments import seed as seed_arg
+from verifier.arguments import tolerance as tolerance_arg
 from verifier.check import check_grads, check_vjp
 from verifier.errors import GradientMismatch
 from verifier.finite_diff import Method, Mode
@@ -50,26 +51,6 @@ class _Session:
 SESSION: Any = _Session()
 
 
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer seed >= 0, found {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer seed >= 0, found {value}")
-    return value
-
-
-def _tolerance(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, found {text!r}") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, found {text}")
-    return value
-
-
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("verify-grads", "gradient checks (verify-grads)")
     group.addoption(
@@ -80,10 +61,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="write the session's gradient-check report to DIR/latest.json, latest.md and latest.html",
     )
     group.addoption(
-        "--verify-grads-seed", type=_seed, default=0, metavar="S", help="seed of grad_check calls (default 0)"
+        "--verify-grads-seed", type=seed_arg, default=0, metavar="S", help="seed of grad_check calls (default 0)"
     )
-    group.addoption("--verify-grads-rtol", type=_tolerance, default=None, metavar="R", help="rtol of grad_check calls")
-    group.addoption("--verify-grads-atol", type=_tolerance, default=None, metavar="A", help="atol of grad_check calls")
+    group.addoption(
+        "--verify-grads-rtol", type=tolerance_arg, default=None, metavar="R", help="rtol of grad_check calls"
+    )
+    group.addoption(
+        "--verify-grads-atol", type=tolerance_arg, default=None, metavar="A", help="atol of grad_check calls"
+    )
 
 
 @dataclass(frozen=True)
