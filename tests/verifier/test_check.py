@@ -137,3 +137,47 @@ def test_a_subnormal_gradient_that_jax_flushes_to_zero_is_no_false_alarm():
     report = verify_network(net, params, np.zeros((1, 1)), np.zeros((1, 1)))
     assert report.ok, report.to_markdown()
     assert report.param("layer2.b").tolerance["source"] == "model"
+
+
+def test_a_float32_pre_activation_rounded_across_a_kink_is_inconclusive_not_a_false_alarm():
+    # found in CI: 0.5 - 3e-8 rounds to 0.5 in float32, so a = 0 (slope 1) where float64 has
+    # a = -3e-8 (slope 0.01): the float32 gradient is exact for the piece it computed on
+    net = Network(4, (Layer(1, "leaky_relu"), Layer(1, "relu"), Layer(1, "leaky_relu", inputs=(0, 1, 2))), "mse")
+    params = {
+        "layer1": {"W": np.full((1, 4), -0.5, np.float32), "b": np.array([-0.5], np.float32)},
+        "layer2": {"W": np.zeros((1, 1), np.float32), "b": np.zeros(1, np.float32)},
+        "layer3": {"W": np.full((1, 6), 0.5, np.float32), "b": np.zeros(1, np.float32)},
+    }
+    x = np.array([[5.960464477539063e-08, -1 / 3, -1 / 3, -1 / 3]], np.float32)
+    report = verify_network(net, params, x, np.zeros((1, 1), np.float32))
+    assert report.ok, report.to_markdown()
+    w = report.param("layer1.W")
+    assert w.verdict is Verdict.INCONCLUSIVE and "other side of its kink" in w.explanation
+    # the same numbers in float64 sit on one piece: nothing to excuse, and a planted bug still fails
+    params64 = {k: {n: v.astype(np.float64) for n, v in p.items()} for k, p in params.items()}
+
+    def wrong_bias(net, params, trace, y):
+        grads, deltas = backward(net, params, trace, y)
+        grads["layer3"]["b"] = grads["layer3"]["b"] * 1.01
+        return grads, deltas
+
+    bad = verify_network(net, params64, x.astype(np.float64), np.zeros((1, 1)), backward=wrong_bias)
+    assert bad.root_cause == "layer3"
+
+
+def test_a_kink_flip_excuses_only_the_layers_it_can_explain():
+    net = Network(4, (Layer(1, "leaky_relu"), Layer(1, "relu"), Layer(1, "leaky_relu", inputs=(0, 1, 2))), "mse")
+    params = {
+        "layer1": {"W": np.full((1, 4), -0.5, np.float32), "b": np.array([-0.5], np.float32)},
+        "layer2": {"W": np.zeros((1, 1), np.float32), "b": np.zeros(1, np.float32)},
+        "layer3": {"W": np.full((1, 6), 0.5, np.float32), "b": np.array([0.25], np.float32)},
+    }
+    x = np.array([[5.960464477539063e-08, -1 / 3, -1 / 3, -1 / 3]], np.float32)
+
+    def wrong_top_bias(net, params, trace, y):
+        grads, deltas = backward(net, params, trace, y)
+        grads["layer3"]["b"] = grads["layer3"]["b"] * 1.05
+        return grads, deltas
+
+    report = verify_network(net, params, x, np.zeros((1, 1), np.float32), backward=wrong_top_bias)
+    assert report.root_cause == "layer3" and report.param("layer3.b").verdict is Verdict.FAIL
