@@ -442,16 +442,29 @@ def _report_documents(report: Report, commands: Sequence[str]) -> tuple[str, str
 
 # --- the main job --------------------------------------------------------------------------
 def _run_main(args: argparse.Namespace) -> int:
-    from verifier.campaign import resolve_backward, run_campaign
+    from verifier.campaign import resolve_backward
 
-    out = _Output(args.format)
     _prepare_report_dir(args.report_dir)
     resolve_backward(args.plant, "--plant")  # an unknown bug is a usage error before the run
     planted = "" if args.plant == "reference" else f", planted bug {args.plant}"
-    out.note(
+    headline = (
         f"verify-grads: {args.examples} random networks, seed {args.seed}, {args.dtype}, "
         f"method {args.method}, mode {args.mode}{planted}"
     )
+    _, result = _run_random_networks(args, headline, backward=args.plant, network_options={})
+    return EXIT_OK if result.ok else EXIT_DISCREPANCY
+
+
+def _run_random_networks(
+    args: argparse.Namespace, headline: str, *, backward: str, network_options: dict[str, Any]
+) -> tuple[_Output, CampaignResult]:
+    """The main job and `campaign`: random networks through verify_network, then the reports
+    written and the summary printed."""
+    from verifier.campaign import run_campaign
+
+    out = _Output(args.format)
+    _prepare_report_dir(args.report_dir)
+    out.note(headline)
     with _Progress(args.examples, "checking random networks") as progress:
         result = run_campaign(
             args.examples,
@@ -459,13 +472,14 @@ def _run_main(args: argparse.Namespace) -> int:
             dtype=args.dtype,
             method=args.method,
             mode=args.mode,
-            backward=args.plant,
+            backward=backward,
             on_example=progress.example,
             on_shrink=progress.shrink,
+            network_options=network_options,
         )
     documents = _campaign_documents(result, args.report_dir)
     _deliver(out, documents, args.report_dir, lambda: _print_campaign(out, result, args.report_dir))
-    return EXIT_OK if result.ok else EXIT_DISCREPANCY
+    return out, result
 
 
 def _print_campaign(out: _Output, result: CampaignResult, directory: Path | None) -> None:
@@ -787,32 +801,12 @@ def _configure_campaign(parser: argparse.ArgumentParser) -> None:
     _configure_campaign,
 )
 def _run_campaign(args: argparse.Namespace) -> int:
-    from verifier.campaign import run_campaign
-
-    out = _Output(args.format)
-    _prepare_report_dir(args.report_dir)
-    options = {"values": args.values, "max_width": args.max_width}
-    out.note(
+    headline = (
         f"verify-grads campaign: {args.examples} random networks, {args.dtype}, values {args.values}, "
         f"max width {args.max_width}, seed {args.seed}, method {args.method}, mode {args.mode}"
     )
-    with _Progress(args.examples, "checking random networks") as progress:
-        result = run_campaign(
-            args.examples,
-            seed=args.seed,
-            dtype=args.dtype,
-            method=args.method,
-            mode=args.mode,
-            on_example=progress.example,
-            on_shrink=progress.shrink,
-            network_options=options,
-        )
-    documents = _campaign_documents(result, args.report_dir)
-
-    def show() -> None:
-        _print_campaign(out, result, args.report_dir)
-
-    _deliver(out, documents, args.report_dir, show)
+    options = {"values": args.values, "max_width": args.max_width}
+    out, result = _run_random_networks(args, headline, backward="reference", network_options=options)
     out.note(result.campaign_line())
     return EXIT_OK if result.ok else EXIT_DISCREPANCY
 
