@@ -3,7 +3,7 @@
 Tolerance model. Entry i of a gradient g (dtype d) is held against an oracle value o_i whose own
 absolute error bar is e_i (zero for JAX, the finite-difference error estimate otherwise):
 
-    tol_i = fd_safety * e_i + rtol_d * (|o_i| + s) + 64 eps(d) * t_i + tiny(d)
+    tol_i = fd_safety * e_i + rtol_d * (|o_i| + s) + 64 eps(d) * t_i + 1024 tiny(d)
 
 where rtol_d = 10^4 * eps(d) is the round-off a backprop in dtype d can honestly accumulate, and
 s is the magnitude the entry is computed from (for an entry: the largest |o| of its parameter,
@@ -13,7 +13,8 @@ entry i adds up (`term_magnitudes` computes it for a network): where those terms
 bias gradient that sums to exactly 0 over the batch, round-off in dtype d is a few eps(d) * t_i
 however small the sum, and s alone would call a correct float32 gradient wrong. tiny(d) is the
 smallest normal number of dtype d: below it numbers are subnormal, with fewer significant bits,
-and XLA on CPU flushes them to zero, so JAX says 0 where numpy computes 1e-321. A user-given
+and XLA on CPU flushes them to zero, so JAX says 0 where numpy computes 1e-321, or 0 for a sum
+of subnormal terms that numpy adds up to 2.3e-308; 1024 of them bounds what a sum can lose. A user-given
 rtol/atol replaces the model: tol_i = atol + rtol * |o_i| + fd_safety * e_i.
 """
 
@@ -33,6 +34,7 @@ from reference.backprop import layer_input
 Array = np.ndarray
 RTOL_EPS_MULTIPLE = 1e4
 TERMS_EPS_MULTIPLE = 64.0
+FLUSH = 1024.0  # x tiny(d): what flushing subnormal intermediates to zero can lose, summed over the terms
 SLOPE_ROUNDOFF = 1.0 / 16  # x (1 + |a|): an activation derivative's absolute round-off, in units of 64 eps
 FD_SAFETY = 10.0
 
@@ -97,7 +99,8 @@ class Tolerance:
             return atol + rtol * np.abs(oracle) + self.fd_safety * error
         info = np.finfo(dtype)
         cancellation = TERMS_EPS_MULTIPLE * float(info.eps) * terms
-        return self.fd_safety * error + self.model_rtol(dtype) * (np.abs(oracle) + floor) + cancellation + info.tiny
+        flushed = FLUSH * float(info.tiny)
+        return self.fd_safety * error + self.model_rtol(dtype) * (np.abs(oracle) + floor) + cancellation + flushed
 
     def describe(self, dtype: np.dtype) -> dict[str, float | str | None]:
         rtol = self.rtol if self.source == "user" else self.model_rtol(dtype)

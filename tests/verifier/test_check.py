@@ -181,3 +181,22 @@ def test_a_kink_flip_excuses_only_the_layers_it_can_explain():
 
     report = verify_network(net, params, x, np.zeros((1, 1), np.float32), backward=wrong_top_bias)
     assert report.root_cause == "layer3" and report.param("layer3.b").verdict is Verdict.FAIL
+
+
+def test_a_sum_of_subnormal_terms_that_jax_flushes_is_no_false_alarm():
+    # found by the campaign: dL/db^2 adds two subnormal terms to 2.3e-308; XLA flushes each to 0
+    net = Network(
+        1,
+        (Layer(1, "identity"), Layer(1, "identity"), Layer(1, "identity"), Layer(2, "sigmoid")),
+        "softmax_cross_entropy",
+    )
+    zero = {"W": np.zeros((1, 1)), "b": np.zeros(1)}
+    params = {
+        "layer1": zero,
+        "layer2": zero,
+        "layer3": {"W": np.array([[1.192092896e-07]]), "b": np.zeros(1)},
+        "layer4": {"W": np.full((2, 1), 2.418616816375445e-299), "b": np.array([0.0, 0.5])},
+    }
+    y = np.array([[1.0, 0.0], [1.0, 0.0]])
+    report = verify_network(net, params, np.zeros((2, 1)), y)
+    assert report.ok, report.to_markdown()
