@@ -8,31 +8,12 @@ import sys
 import numpy as np
 import pytest
 
-from reference import Layer, Network, init_params
-from tests.quality.planted import planted_backward
+from tests.verifier.sample_reports import NET
 from verifier import html
 from verifier.campaign import CampaignResult
-from verifier.check import verify_network
-from verifier.strategies import Case, make_batch
+from verifier.strategies import Case
 
-NET = Network(3, (Layer(4, "tanh"), Layer(4, "sigmoid", (1,)), Layer(2, "identity", (1, 2))), "mse")
 SCRIPT = "<script>alert(1)</script>"
-
-
-def _verify(backward=None):
-    params = init_params(NET, seed=0)
-    x, y = make_batch(NET, 3, 0, np.dtype(np.float64))
-    return verify_network(NET, params, x, y, **({} if backward is None else {"backward": backward}))
-
-
-@pytest.fixture(scope="module")
-def passing():
-    return _verify()
-
-
-@pytest.fixture(scope="module")
-def failing():
-    return _verify(planted_backward("skip-overwritten", 1))
 
 
 @pytest.fixture(scope="module")

@@ -8,14 +8,11 @@ import re
 from pathlib import Path
 
 import jsonschema
-import numpy as np
 import pytest
 from referencing import Registry, Resource
 
-from reference import Layer, Network, init_params
-from tests.quality.planted import planted_backward
+from tests.verifier.sample_reports import NET
 from verifier.campaign import CampaignResult
-from verifier.check import verify_network
 from verifier.compare import Status
 from verifier.report import (
     LATEST,
@@ -26,7 +23,7 @@ from verifier.report import (
     tolerance_ratio,
     write_latest,
 )
-from verifier.strategies import Case, make_batch
+from verifier.strategies import Case
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = {
@@ -40,31 +37,11 @@ VALIDATORS = {
     "campaign": jsonschema.Draft202012Validator(SCHEMAS["campaign"], registry=REGISTRY),
 }
 
-# a skip edge from unit 1 to layer 3: Delta(h^1) sums over two paths
-NET = Network(3, (Layer(4, "tanh"), Layer(4, "sigmoid", (1,)), Layer(2, "identity", (1, 2))), "mse")
-
 
 def validate(data):
     """Check `data` (parsed latest.json) against the schema of its kind."""
     jsonschema.Draft202012Validator.check_schema(SCHEMAS["report"])
     VALIDATORS[data["kind"]].validate(data)
-
-
-def _verify(backward=None):
-    params = init_params(NET, seed=0)
-    x, y = make_batch(NET, 3, 0, np.dtype(np.float64))
-    kw = {} if backward is None else {"backward": backward}
-    return verify_network(NET, params, x, y, **kw)
-
-
-@pytest.fixture(scope="module")
-def passing():
-    return _verify()
-
-
-@pytest.fixture(scope="module")
-def failing():
-    return _verify(planted_backward("skip-overwritten", 1))
 
 
 def _campaign(passing, failing):
