@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import math
 import platform
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -340,12 +341,12 @@ def _network_objective(
             )
         )
         layout.append((name, "Delta", shape, offset))
-        pieces.append(np.zeros(int(np.prod(shape))))
-        offset += int(np.prod(shape))
+        pieces.append(np.zeros(math.prod(shape)))
+        offset += math.prod(shape)
     theta = np.concatenate(pieces)
     kinked = [r for r, layer in enumerate(net.layers, start=1) if reference.get_activation(layer.activation).kinks]
     # the first layer each coordinate of theta reaches (its own layer; a tap on h^r, layer r)
-    reach = np.concatenate([np.full(int(np.prod(shape)), _unit(name)) for name, _, shape, _ in layout])
+    reach = np.concatenate([np.full(math.prod(shape), _unit(name)) for name, _, shape, _ in layout])
     center_loss = float(reference.loss(net, center, y64))
 
     def evaluate(points: Array, start: int) -> tuple[Array, Array | None]:
@@ -357,7 +358,7 @@ def _network_objective(
         for name, key, shape, begin in layout:
             if _unit(name) < start:
                 continue
-            block = points[:, begin : begin + int(np.prod(shape))].reshape((m, *shape))
+            block = points[:, begin : begin + math.prod(shape)].reshape((m, *shape))
             if key == "Delta":
                 taps[_unit(name)] = block
             else:

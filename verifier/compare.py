@@ -21,7 +21,7 @@ rtol/atol replaces the model: tol_i = atol + rtol * |o_i| + fd_safety * e_i.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -93,14 +93,26 @@ class Tolerance:
     ) -> Array:
         """The per-entry tolerance for a gradient of `dtype` against `oracle` +- `error`; `floor`
         is s and `terms` is t of the module's formula (per item, or one number)."""
+        info = np.finfo(dtype)
+        return self.bounds_for(oracle, error, floor, float(info.eps), float(info.tiny), terms)
+
+    def bounds_for(
+        self,
+        oracle: Array,
+        error: Array,
+        floor: Array | float,
+        eps: Array | float,
+        tiny: Array | float,
+        terms: Array | float = 0.0,
+    ) -> Array:
+        """`bounds` with the gradient's dtype given by its eps and tiny (numbers, or one per item
+        when items of several dtypes are judged together)."""
         if self.source == "user":
             rtol = self.rtol if self.rtol is not None else 0.0
             atol = self.atol if self.atol is not None else 0.0
             return atol + rtol * np.abs(oracle) + self.fd_safety * error
-        info = np.finfo(dtype)
-        cancellation = TERMS_EPS_MULTIPLE * float(info.eps) * terms
-        flushed = FLUSH * float(info.tiny)
-        return self.fd_safety * error + self.model_rtol(dtype) * (np.abs(oracle) + floor) + cancellation + flushed
+        cancellation = TERMS_EPS_MULTIPLE * eps * terms
+        return self.fd_safety * error + RTOL_EPS_MULTIPLE * eps * (np.abs(oracle) + floor) + cancellation + FLUSH * tiny
 
     def describe(self, dtype: np.dtype) -> dict[str, float | str | None]:
         rtol = self.rtol if self.source == "user" else self.model_rtol(dtype)
@@ -147,48 +159,98 @@ def compare(
     """Compare item by item. `inconclusive` items (a kink in the stencil), and items where the
     oracle `b` is not finite, count neither way; a non-finite `a` is a disagreement.
     `shape` maps a flat worst index back to a multi-index (entrywise comparisons)."""
-    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+    a = np.asarray(a, np.float64).ravel()
     tol = np.asarray(tol, np.float64).ravel()
     if tol.size != a.size:
         tol = np.broadcast_to(tol, a.shape)
-    n = a.size
-    if n == 0:
-        return Comparison(a_name, b_name, kind, Status.INCONCLUSIVE, note="nothing to compare")
+    return compare_segments([Pair(a_name, b_name, kind, shape)], [a.size], a, b, tol, error_bar, inconclusive)[0]
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Who is compared with whom in one segment of a batched comparison."""
+
+    a: str
+    b: str
+    kind: str
+    shape: tuple[int, ...] | None = None
+
+
+def compare_segments(
+    pairs: Sequence[Pair],
+    lengths: Sequence[int],
+    a: Array,
+    b: Array,
+    tol: Array,
+    error_bar: Array | None = None,
+    inconclusive: Array | None = None,
+) -> list[Comparison]:
+    """`compare` for many comparisons at once: the flat arrays hold the items of every pair in
+    turn, `lengths[k]` of them for pairs[k]. One vectorized pass, whatever the number of pairs."""
+    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+    tol = np.asarray(tol, np.float64).ravel()
+    counts = np.asarray(lengths, np.int64)
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
     finite_b = np.isfinite(b)
     skip = ~finite_b if inconclusive is None else (np.asarray(inconclusive, bool).ravel() | ~finite_b)
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        diff = np.where(skip, 0.0, a - b)
-        err = np.abs(diff)
+        err = np.abs(np.where(skip, 0.0, a - b))
         err[np.isnan(err)] = np.inf  # a NaN in the checked side is as wrong as it gets
         bad = err > tol
         ratio = np.where(err > 0, err / tol, 0.0)  # err > 0 with tol 0: inf
         ratio[skip] = -1.0
+        ratio[np.isnan(ratio)] = np.inf
         absb = np.where(skip, 0.0, np.abs(b))
         rel = err / np.maximum(absb, np.finfo(np.float64).tiny)
-        norm_b = float(np.sqrt(absb @ absb))
-        norm_d = float(np.sqrt(err @ err))
-    n_incon = int(np.count_nonzero(skip))
-    n_bad = int(np.count_nonzero(bad))
-    status = Status.DISAGREE if n_bad else Status.INCONCLUSIVE if n_incon == n else Status.AGREE
-    i = int(np.argmax(ratio))
-    index = list(np.unravel_index(i, shape)) if shape is not None and kind == "entrywise" else [i]
-    return Comparison(
-        a_name,
-        b_name,
-        kind,
-        status,
-        n=n,
-        n_disagree=n_bad,
-        n_inconclusive=n_incon,
-        max_abs_err=float(err.max()),
-        max_rel_err=float(rel.max()),
-        rel_norm_err=norm_d / norm_b if norm_b > 0 else (0.0 if norm_d == 0 else math.inf),
-        worst_index=[int(k) for k in index],
-        worst_a=float(a[i]),
-        worst_b=float(b[i]),
-        worst_tol=float(tol[i]),
-        worst_error_bar=None if error_bar is None else float(np.ravel(error_bar)[i]),
-    )
+        filled = counts > 0
+        at = starts[filled]
+        per: dict[str, list[float]] = {}
+        if at.size:
+            segment = np.repeat(np.arange(at.size), counts[filled])
+            top = np.maximum.reduceat(ratio, at)
+            position = np.where(ratio == top[segment], np.arange(a.size), a.size)
+            per = {
+                "bad": np.add.reduceat(bad, at).tolist(),
+                "skip": np.add.reduceat(skip, at).tolist(),
+                "max_abs": np.maximum.reduceat(err, at).tolist(),
+                "max_rel": np.maximum.reduceat(rel, at).tolist(),
+                "norm_b": np.sqrt(np.add.reduceat(absb * absb, at)).tolist(),
+                "norm_d": np.sqrt(np.add.reduceat(err * err, at)).tolist(),
+                "worst": np.minimum.reduceat(position, at).tolist(),
+            }
+    bars = None if error_bar is None else np.asarray(error_bar, np.float64).ravel()
+    out: list[Comparison] = []
+    k = 0
+    for pair, n, start in zip(pairs, counts.tolist(), starts.tolist(), strict=True):
+        if n == 0:
+            out.append(Comparison(pair.a, pair.b, pair.kind, Status.INCONCLUSIVE, note="nothing to compare"))
+            continue
+        n_bad, n_incon, i = int(per["bad"][k]), int(per["skip"][k]), int(per["worst"][k])
+        norm_b, norm_d = per["norm_b"][k], per["norm_d"][k]
+        status = Status.DISAGREE if n_bad else Status.INCONCLUSIVE if n_incon == n else Status.AGREE
+        local = i - start
+        index = np.unravel_index(local, pair.shape) if pair.shape is not None and pair.kind == "entrywise" else [local]
+        out.append(
+            Comparison(
+                pair.a,
+                pair.b,
+                pair.kind,
+                status,
+                n=n,
+                n_disagree=n_bad,
+                n_inconclusive=n_incon,
+                max_abs_err=per["max_abs"][k],
+                max_rel_err=per["max_rel"][k],
+                rel_norm_err=norm_d / norm_b if norm_b > 0 else (0.0 if norm_d == 0 else math.inf),
+                worst_index=[int(j) for j in index],
+                worst_a=float(a[i]),
+                worst_b=float(b[i]),
+                worst_tol=float(tol[i]),
+                worst_error_bar=None if bars is None else float(bars[i]),
+            )
+        )
+        k += 1
+    return out
 
 
 def term_magnitudes(net: Network, params: Mapping[str, Mapping[str, Array]], x: Array, y: Array) -> dict[str, Array]:

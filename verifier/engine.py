@@ -10,12 +10,13 @@ the tolerance model, and arbitrates a verdict per slot.
 
 from __future__ import annotations
 
+import math
 import traceback
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from verifier.compare import Blame, Comparison, Status, Tolerance, Verdict, arbitrate, compare
+from verifier.compare import Blame, Comparison, Pair, Status, Tolerance, Verdict, arbitrate, compare_segments
 from verifier.finite_diff import (
     Estimate,
     Items,
@@ -56,7 +57,7 @@ class Slot:
 
     @property
     def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
+        return math.prod(self.shape)
 
 
 @dataclass
@@ -88,13 +89,12 @@ def run(slots: list[Slot], objective: Objective, theta: Array, plan: Plan) -> li
     checkable = [s for s in slots if s.error is None and s.hand is not None]
     first_mode = Mode.DIRECTIONAL if plan.mode is Mode.AUTO else plan.mode
     fd = _finite_differences(checkable, objective, theta, plan, first_mode, rng)
-    results = {s.path: _judge(s, fd.get(s.path), plan) for s in checkable}
+    results = _judge_all(checkable, fd, plan)
     if plan.mode is Mode.AUTO:
         suspects = [s for s in checkable if _needs_localization(results[s.path])]
         if suspects:
             fd2 = _finite_differences(suspects, objective, theta, plan, Mode.FULL, rng)
-            for s in suspects:
-                results[s.path] = _judge(s, fd2.get(s.path), plan)
+            results.update(_judge_all(suspects, fd2, plan))
     out = []
     for s in slots:
         if s.path in results:
@@ -209,110 +209,158 @@ def _needs_localization(r: ParamResult) -> bool:
     )
 
 
-def _judge(s: Slot, fd: _SlotFD | None, plan: Plan) -> ParamResult:
-    assert s.hand is not None
-    tol = plan.tolerance
-    hand = np.asarray(s.hand, np.float64).ravel()
-    jax = None if s.jax is None else np.asarray(s.jax, np.float64).ravel()
+class _Batch:
+    """The pairwise comparisons of many slots, gathered, then judged in one vectorized pass
+    (small networks have a dozen arrays, each too small for numpy to pay per call)."""
+
+    def __init__(self, tolerance: Tolerance) -> None:
+        self.tolerance = tolerance
+        self.pairs: list[Pair] = []
+        self.parts: list[tuple[Array, Array, Array | None, Array | float, Array | float, Array | None]] = []
+        self.eps: list[float] = []
+        self.tiny: list[float] = []
+
+    def add(
+        self,
+        pair: Pair,
+        a: Array,
+        b: Array,
+        error: Array | None,
+        floor: Array | float,
+        dtype: np.dtype,
+        terms: Array | float,
+        inconclusive: Array | None = None,
+    ) -> int:
+        """Queue `a` checked against oracle `b` +- `error` for a gradient of `dtype`; `floor` and
+        `terms` as in Tolerance.bounds. Returns the handle of the comparison in `run()`."""
+        info = np.finfo(dtype)
+        self.pairs.append(pair)
+        self.parts.append(
+            (np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel(), error, floor, terms, inconclusive)
+        )
+        self.eps.append(float(info.eps))
+        self.tiny.append(float(info.tiny))
+        return len(self.pairs) - 1
+
+    def run(self) -> list[Comparison]:
+        if not self.pairs:
+            return []
+        lengths = [b.size for _, b, *_ in self.parts]
+        a = np.concatenate([p[0] for p in self.parts])
+        b = np.concatenate([p[1] for p in self.parts])
+        error = np.concatenate(
+            [np.zeros(n) if p[2] is None else p[2] for p, n in zip(self.parts, lengths, strict=True)]
+        )
+        floor = np.concatenate([_items(p[3], n) for p, n in zip(self.parts, lengths, strict=True)])
+        terms = np.concatenate([_items(p[4], n) for p, n in zip(self.parts, lengths, strict=True)])
+        kink = np.concatenate(
+            [np.zeros(n, bool) if p[5] is None else p[5] for p, n in zip(self.parts, lengths, strict=True)]
+        )
+        eps, tiny = np.repeat(self.eps, lengths), np.repeat(self.tiny, lengths)
+        tol = self.tolerance.bounds_for(b, error, floor, eps, tiny, terms)
+        out = compare_segments(self.pairs, lengths, a, b, tol, error, kink)
+        for c, p in zip(out, self.parts, strict=True):
+            if p[2] is None:  # an exact oracle: no error bar to show
+                c.worst_error_bar = None
+        return out
+
+
+def _items(value: Array | float, n: int) -> Array:
+    return np.full(n, value) if isinstance(value, float) else value
+
+
+def _judge_all(slots: list[Slot], fds: dict[str, _SlotFD], plan: Plan) -> dict[str, ParamResult]:
+    """Every slot's three comparisons, batched, then a verdict per slot."""
+    batch = _Batch(plan.tolerance)
     f64 = np.dtype(np.float64)
-    scale_ref = np.abs(jax) if jax is not None else np.abs(np.where(np.isfinite(hand), hand, 0.0))
-    terms: Array | float = 0.0 if s.terms is None else np.asarray(s.terms, np.float64).ravel()
-    comps: list[Comparison] = []
-
-    if jax is not None:
-        rj = compare(
-            HAND,
-            JAX,
-            "entrywise",
-            hand,
-            jax,
-            tol.bounds(jax, np.zeros_like(jax), scale_ref.max(initial=0.0), s.dtype, terms),
-            shape=s.shape,
+    staged = []
+    for s in slots:
+        assert s.hand is not None
+        fd = fds.get(s.path)
+        hand = np.asarray(s.hand, np.float64).ravel()
+        jax = None if s.jax is None else np.asarray(s.jax, np.float64).ravel()
+        scale_ref = np.abs(jax) if jax is not None else np.abs(np.where(np.isfinite(hand), hand, 0.0))
+        terms: Array | float = 0.0 if s.terms is None else np.asarray(s.terms, np.float64).ravel()
+        largest = scale_ref.max(initial=0.0)
+        rj: Comparison | int = (
+            Comparison.unavailable(HAND, JAX, "entrywise", plan.jax_note)
+            if jax is None
+            else batch.add(Pair(HAND, JAX, "entrywise", s.shape), hand, jax, None, largest, s.dtype, terms)
         )
-    else:
-        rj = Comparison.unavailable(HAND, JAX, "entrywise", plan.jax_note)
-    comps.append(rj)
-
-    fd_info: dict[str, object] = {}
-    if fd is None:
-        rf = Comparison.unavailable(HAND, FD, "-", "no finite differences were run")
-        jf = Comparison.unavailable(JAX, FD, "-", "no finite differences were run")
-    else:
-        e = fd.estimate
-        if fd.kind == "entrywise":
-            assert fd.entries is not None
-            h_items = hand[fd.entries]
-            j_items = None if jax is None else jax[fd.entries]
-            floor: Array | float = scale_ref.max(initial=0.0)
-            item_terms: Array | float = terms if isinstance(terms, float) else terms[fd.entries]
-            shape: tuple[int, ...] | None = s.shape
+        rf: Comparison | int
+        jf: Comparison | int
+        fd_info: dict[str, object] = {}
+        if fd is None:
+            rf = Comparison.unavailable(HAND, FD, "-", "no finite differences were run")
+            jf = Comparison.unavailable(JAX, FD, "-", "no finite differences were run")
         else:
-            assert fd.directions is not None
-            h_items = fd.directions @ np.where(np.isfinite(hand), hand, 0.0)
-            h_items = np.where(np.all(np.isfinite(hand)), h_items, np.nan)
-            j_items = None if jax is None else fd.directions @ jax
-            floor = np.abs(fd.directions) @ scale_ref
-            item_terms = terms if isinstance(terms, float) else np.abs(fd.directions) @ terms
-            shape = None
-        rf = compare(
-            HAND,
-            FD,
-            fd.kind,
-            h_items,
-            e.value,
-            tol.bounds(e.value, e.error, floor, s.dtype, item_terms),
-            e.error,
-            e.kink,
-            shape,
-        )
+            e = fd.estimate
+            if fd.kind == "entrywise":
+                assert fd.entries is not None
+                h_items = hand[fd.entries]
+                j_items = None if jax is None else jax[fd.entries]
+                floor: Array | float = largest
+                item_terms: Array | float = terms if isinstance(terms, float) else terms[fd.entries]
+                shape: tuple[int, ...] | None = s.shape
+            else:
+                assert fd.directions is not None
+                h_items = fd.directions @ np.where(np.isfinite(hand), hand, 0.0)
+                h_items = np.where(np.all(np.isfinite(hand)), h_items, np.nan)
+                j_items = None if jax is None else fd.directions @ jax
+                floor = np.abs(fd.directions) @ scale_ref
+                item_terms = terms if isinstance(terms, float) else np.abs(fd.directions) @ terms
+                shape = None
+            rf = batch.add(
+                Pair(HAND, FD, fd.kind, shape), h_items, e.value, e.error, floor, s.dtype, item_terms, e.kink
+            )
+            jf = (
+                Comparison.unavailable(JAX, FD, fd.kind, plan.jax_note)
+                if j_items is None
+                else batch.add(Pair(JAX, FD, fd.kind, shape), j_items, e.value, e.error, floor, f64, item_terms, e.kink)
+            )
+            fd_info = {
+                "mode": fd.kind,
+                "items": len(e.value),
+                "methods": sorted(set(e.method)),
+                "evaluations": int(e.evaluations),
+                "max_error_estimate": float(np.max(e.error[~e.kink], initial=0.0)),
+                "kinks": int(e.kink.sum()),
+            }
+        staged.append((s, fd, (rj, rf, jf), fd_info, hand, jax))
+
+    done = batch.run()
+    results: dict[str, ParamResult] = {}
+    for s, fd, handles, fd_info, hand, jax in staged:
+        rj_, rf_, jf_ = (done[h] if isinstance(h, int) else h for h in handles)
         if (
-            fd.kind == "entrywise"
-            and rf.worst_index is not None
+            fd is not None
+            and fd.kind == "entrywise"
+            and rf_.worst_index is not None
             and fd.entries is not None
             and len(fd.entries) < s.size
         ):
-            rf.note = "entries checked: a sample (the worst suspects and a random draw)"
-        if j_items is not None:
-            jf = compare(
-                JAX,
-                FD,
-                fd.kind,
-                j_items,
-                e.value,
-                tol.bounds(e.value, e.error, floor, f64, item_terms),
-                e.error,
-                e.kink,
-                shape,
+            rf_.note = "entries checked: a sample (the worst suspects and a random draw)"
+        verdict, blame, why = arbitrate(rj_.status, rf_.status, jf_.status)
+        if verdict is Verdict.PASS and _all_zero(hand, jax, rf_):
+            verdict, why = (
+                Verdict.NOT_EXERCISED,
+                "the gradient is exactly zero on every side: this check proves nothing",
             )
-        else:
-            jf = Comparison.unavailable(JAX, FD, fd.kind, plan.jax_note)
-        fd_info = {
-            "mode": fd.kind,
-            "items": len(e.value),
-            "methods": sorted(set(e.method)),
-            "evaluations": int(e.evaluations),
-            "max_error_estimate": float(np.max(e.error[~e.kink], initial=0.0)),
-            "kinks": int(e.kink.sum()),
-        }
-    comps += [rf, jf]
-
-    verdict, blame, why = arbitrate(rj.status, rf.status, jf.status)
-    if verdict is Verdict.PASS and _all_zero(hand, jax, rf):
-        verdict, why = Verdict.NOT_EXERCISED, "the gradient is exactly zero on every side: this check proves nothing"
-    result = ParamResult(
-        s.path,
-        s.layer,
-        s.kind,
-        list(s.shape),
-        verdict,
-        blame,
-        why,
-        comps,
-        tolerance=tol.describe(s.dtype),
-        finite_differences=fd_info,
-    )
-    result.next_step = next_step(result) if verdict is Verdict.FAIL else ""
-    return result
+        result = ParamResult(
+            s.path,
+            s.layer,
+            s.kind,
+            list(s.shape),
+            verdict,
+            blame,
+            why,
+            [rj_, rf_, jf_],
+            tolerance=plan.tolerance.describe(s.dtype),
+            finite_differences=fd_info,
+        )
+        result.next_step = next_step(result) if verdict is Verdict.FAIL else ""
+        results[s.path] = result
+    return results
 
 
 def _all_zero(hand: Array, jax: Array | None, rf: Comparison) -> bool:

@@ -4,16 +4,19 @@ round-off where a gradient is a cancelling sum."""
 import numpy as np
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import reference
 from reference import Layer, Network
 from verifier.compare import (
     Blame,
+    Pair,
     Status,
     Tolerance,
     Verdict,
     arbitrate,
     compare,
+    compare_segments,
     term_magnitudes,
 )
 from verifier.strategies import cases
@@ -73,6 +76,43 @@ def test_inconclusive_items_count_neither_way_and_all_of_them_make_the_compariso
     assert partly.status is Status.AGREE and partly.n_inconclusive == 1 and partly.max_abs_err == 0.0
     allof = compare("hand-written", "finite-differences", "entrywise", a, b, tol, inconclusive=np.array([True, True]))
     assert allof.status is Status.INCONCLUSIVE
+
+
+@st.composite
+def _segments(draw: st.DrawFn) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    value = st.one_of(st.floats(-10, 10), st.sampled_from([0.0, np.nan, np.inf, -np.inf]))
+    out = []
+    for n in draw(st.lists(st.integers(0, 6), min_size=1, max_size=6)):
+        a = np.array(draw(st.lists(value, min_size=n, max_size=n)), dtype=np.float64)
+        b = np.array(draw(st.lists(value, min_size=n, max_size=n)), dtype=np.float64)
+        tol = np.array(draw(st.lists(st.floats(0, 1), min_size=n, max_size=n)), dtype=np.float64)
+        kink = np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n)), dtype=bool)
+        out.append((a, b, tol, kink))
+    return out
+
+
+@given(_segments())
+@settings(max_examples=200)
+def test_a_batched_comparison_gives_every_segment_what_it_gets_alone_and_the_direct_metrics(segments):
+    pairs = [Pair("hand-written", "finite-differences", "entrywise", (len(seg[0]),)) for seg in segments]
+    joined = [np.concatenate([seg[k] for seg in segments]) for k in range(4)]
+    bar = joined[2] / 7
+    batched = compare_segments(pairs, [len(seg[0]) for seg in segments], *joined[:3], bar, joined[3])
+    for (a, b, tol, kink), got in zip(segments, batched, strict=True):
+        alone = compare("hand-written", "finite-differences", "entrywise", a, b, tol, tol / 7, kink, (len(a),))
+        assert repr(got) == repr(alone)  # repr: a NaN worst value equals itself
+        if len(a) == 0:
+            assert got.status is Status.INCONCLUSIVE and got.n == 0
+            continue
+        counted = ~kink & np.isfinite(b)
+        with np.errstate(invalid="ignore"):
+            err = np.where(counted, np.abs(a - b), 0.0)
+        err[np.isnan(err)] = np.inf
+        assert got.n_disagree == int(np.sum(err > tol)) and got.n_inconclusive == int(np.sum(~counted))
+        assert got.max_abs_err == err.max()
+        if got.n_disagree:  # the worst entry is one beyond its tolerance, shown with both values
+            i = got.worst_index[0]
+            assert err[i] > tol[i] and got.worst_tol == tol[i] and got.worst_error_bar == tol[i] / 7
 
 
 # --- arbitration --------------------------------------------------------------------------------
