@@ -31,8 +31,7 @@ from verifier.report import ParamResult
 
 Array = np.ndarray
 HAND, JAX, FD = "hand-written", "jax", "finite-differences"
-DIRECTIONS_PER_SLOT = 2
-LARGE_SLOT = 1024  # entries; with JAX's entrywise answer beside it, one direction arbitrates
+DIRECTIONS_PER_SLOT = 2  # without JAX: the directional screen is the only check of the slot
 SAMPLED_ENTRIES = 16
 FULL_LOCALIZATION_LIMIT = 4096
 
@@ -168,10 +167,13 @@ def _finite_differences(
 
 
 def _directions_for(s: Slot) -> int:
-    """Random directions of the screen: two, or one for a large array whose every entry JAX
-    already answers (the screen then only arbitrates between two complete gradients, and a
-    second direction would double the cost that grows with the array)."""
-    return 1 if s.jax is not None and s.size > LARGE_SLOT else DIRECTIONS_PER_SLOT
+    """Random directions of the screen: two when finite differences are the only oracle, one
+    when JAX answers every entry. The entrywise comparison with JAX then judges the hand-written
+    gradient; the screen only confirms the JAX side against the function itself, where a random
+    direction sees any systematic difference, and a failing screen or a JAX disagreement sends
+    the slot to entry-by-entry localization. Each direction costs one pass of the network
+    from the slot's layer, whatever the slot's size."""
+    return 1 if s.jax is not None else DIRECTIONS_PER_SLOT
 
 
 def _estimate(objective: Objective, theta: Array, items: Items, scale: Array, plan: Plan) -> Estimate:

@@ -196,13 +196,22 @@ def test_auto_mode_costs_the_same_for_networks_of_equal_depth_whatever_their_wid
     assert wide[:3] == narrow[:3]  # ...the same calls, points and evaluations
 
 
-def test_auto_mode_cost_grows_by_a_constant_per_layer_in_a_constant_number_of_calls(monkeypatch):
+@pytest.mark.parametrize("with_jax", [True, False], ids=["with-jax", "finite-differences-alone"])
+def test_auto_mode_cost_grows_by_a_constant_per_layer_in_a_constant_number_of_calls(monkeypatch, with_jax):
+    if not with_jax:
+        import verifier.autodiff
+
+        def unavailable(*args):
+            raise RuntimeError("no JAX here")
+
+        monkeypatch.setattr(verifier.autodiff, "jax_gradients", unavailable)
     costs = [_auto_cost(monkeypatch, depth=d, width=5) for d in (1, 2, 3, 4)]
     calls = {c[0] for c in costs}
     points = [c[1] for c in costs]
     assert len(calls) == 1 and calls.pop() <= 3  # centre, complex steps: vectorized
     steps = np.diff(points)
     assert np.all(steps == steps[0]) and steps[0] > 0
-    # per layer: three arrays (W, b, Delta), two random directions each, one complex step each
-    # (the reference is known analytic: one tiny step, no second step, no cross-check)
-    assert steps[0] == 3 * 2 * 1
+    # per layer: three arrays (W, b, Delta), one complex step per random direction (the reference
+    # is known analytic: one tiny step, no second step, no cross-check); one direction per array
+    # when JAX answers every entry beside it, two when finite differences are the only oracle
+    assert steps[0] == 3 * (1 if with_jax else 2) * 1
