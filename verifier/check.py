@@ -77,8 +77,10 @@ def verify_network(
         jax_note = f"the JAX oracle failed: {engine.describe_exception(exc)}"
 
     # finite differences of the reference forward pass in float64 (complex-safe)
-    objective, theta, slots = _network_objective(net, params, x, y)
-    terms = term_magnitudes(net, params, x, y)  # the round-off scale of every entry
+    p64 = {name: {k: np.asarray(v, np.float64) for k, v in layer.items()} for name, layer in params.items()}
+    center = reference.forward(net, p64, x.astype(np.float64))  # the float64 pass both below start from
+    objective, theta, slots = _network_objective(net, params, x, y, center=center)
+    terms = term_magnitudes(net, params, x, y, trace=center)  # the round-off scale of every entry
     for s in slots:
         s.dtype = dtype
         s.terms = terms[s.path]
@@ -309,17 +311,19 @@ RESUME_MIN_SIZE = 4096  # entries of theta from which resuming per first-reached
 
 
 def _network_objective(
-    net: Network, params: Mapping[str, Mapping[str, Array]], x: Array, y: Array
+    net: Network, params: Mapping[str, Mapping[str, Array]], x: Array, y: Array, *, center: Trace | None = None
 ) -> tuple[engine.Objective, Array, list[engine.Slot]]:
     """The reference forward pass as f(theta), theta = [every W, b; every tap], in float64.
 
     Taps (zero) are added to h^r, so the derivative along a tap entry is Delta(h^r). The
-    signature is the sign of every pre-activation of a layer with a kinked activation."""
+    signature is the sign of every pre-activation of a layer with a kinked activation.
+    `center`, if given, is the float64 forward trace at params and x."""
     x64, y64 = x.astype(np.float64), y.astype(np.float64)
     batch = x.shape[0]
-    center = reference.forward(
-        net, {n: {k: v.astype(np.float64) for k, v in p.items()} for n, p in params.items()}, x64
-    )
+    if center is None:
+        center = reference.forward(
+            net, {n: {k: v.astype(np.float64) for k, v in p.items()} for n, p in params.items()}, x64
+        )
     slots: list[engine.Slot] = []
     pieces: list[Array] = []
     offset = 0

@@ -253,7 +253,14 @@ def compare_segments(
     return out
 
 
-def term_magnitudes(net: Network, params: Mapping[str, Mapping[str, Array]], x: Array, y: Array) -> dict[str, Array]:
+def term_magnitudes(
+    net: Network,
+    params: Mapping[str, Mapping[str, Array]],
+    x: Array,
+    y: Array,
+    *,
+    trace: reference.Trace | None = None,
+) -> dict[str, Array]:
     """For every checked array of a network (`layer2.W`, `layer2.b`, `layer2.Delta`), shaped like
     it: the sum of the absolute values of the terms each entry adds up, in float64.
 
@@ -267,10 +274,12 @@ def term_magnitudes(net: Network, params: Mapping[str, Mapping[str, Array]], x: 
     and 64 eps / 16 = 4 eps. A unit's output h = alpha(a) counts as |h| + |a|: an
     activation evaluated the usual way can lose digits to cancellation inside it (gelu_tanh(a) =
     a (1 + tanh(.)) / 2 for a << 0 is a tiny difference of terms of size |a|), so two correct
-    implementations may differ by eps * |a| there, not eps * |h|."""
+    implementations may differ by eps * |a| there, not eps * |h|. `trace`, if given, is the
+    float64 forward trace at params and x."""
     p64 = {n: {k: np.asarray(v, np.float64) for k, v in layer.items()} for n, layer in params.items()}
     x64, y64 = np.asarray(x, np.float64), np.asarray(y, np.float64)
-    trace = reference.forward(net, p64, x64)
+    if trace is None:  # else: the float64 forward trace at params and x, already computed
+        trace = reference.forward(net, p64, x64)
     k, batch = net.depth, x64.shape[0]
     top = reference.layer_name(k)
     slope = [np.zeros_like(h) for h in trace.h]

@@ -161,8 +161,8 @@ def _count_objective(monkeypatch):
     counter = _Counter()
     original = check._network_objective
 
-    def counting(net, params, x, y):
-        objective, theta, slots = original(net, params, x, y)
+    def counting(net, params, x, y, **options):
+        objective, theta, slots = original(net, params, x, y, **options)
 
         def wrapped(points):
             counter.calls += 1
