@@ -205,7 +205,13 @@ def _padded_program(bucket: Bucket) -> Any:
         per_example = jax.lax.switch(loss_id, loss_branches, o, y, mask)
         return jnp.sum(rows * per_example)
 
-    return jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))
+    grad = jax.value_and_grad(loss, argnums=(0, 1, 2))
+
+    def packed(*args: Any) -> Any:  # one array out: one transfer to numpy, not four
+        value, (gw, gb, gt) = grad(*args)
+        return jnp.concatenate([value[None], gw.ravel(), gb.ravel(), gt.ravel()])
+
+    return jax.jit(packed)
 
 
 def _padded_gradients(
@@ -230,13 +236,16 @@ def _padded_gradients(
     mask = np.arange(wd) < net.n_outputs
     weights = np.where(np.arange(rows) < batch, 1.0 / batch, 0.0)
     taps = np.zeros((d, rows, wd))
-    value, (gw, gb, gt) = _padded_program(bucket)(
-        w, b, taps, xp, yp, act, np.int32(LOSS_ORDER.index(net.loss)), np.int32(net.depth), mask, weights
+    flat = np.asarray(
+        _padded_program(bucket)(
+            w, b, taps, xp, yp, act, np.int32(LOSS_ORDER.index(net.loss)), np.int32(net.depth), mask, weights
+        )
     )
-    gw, gb, gt = np.asarray(gw), np.asarray(gb), np.asarray(gt)
+    value, gw, gb, gt = np.split(flat, np.cumsum([1, w.size, b.size]))
+    gw, gb, gt = gw.reshape(w.shape), gb.reshape(b.shape), gt.reshape(taps.shape)
     grads = {
         layer_name(r): {"W": gw[r - 1, : layer.width][:, columns[r - 1]], "b": gb[r - 1, : layer.width]}
         for r, layer in enumerate(net.layers, start=1)
     }
     deltas: list[Array] = [None, *(gt[r - 1, :batch, : layer.width] for r, layer in enumerate(net.layers, 1))]  # type: ignore[list-item]
-    return float(value), grads, deltas
+    return float(value[0]), grads, deltas
