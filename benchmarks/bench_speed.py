@@ -162,7 +162,8 @@ def ours(net: Network) -> tuple[float, float, bool]:
     return first, warm, ok
 
 
-def torch_gradcheck(net: Network, fast: bool) -> float | None:
+def torch_gradcheck(net: Network, fast: bool) -> Callable[[], None] | None:
+    """A call of torch.autograd.gradcheck on the network (None without torch)."""
     try:
         import torch
     except ImportError:
@@ -185,55 +186,78 @@ def torch_gradcheck(net: Network, fast: bool) -> float | None:
         return -(yt * torch.log_softmax(h, dim=-1)).sum(-1).mean()
 
     torch.set_num_threads(1)
-    start = time.perf_counter()
-    assert torch.autograd.gradcheck(loss, tuple(tensors), fast_mode=fast)
-    return time.perf_counter() - start
+
+    def run() -> None:
+        assert torch.autograd.gradcheck(loss, tuple(tensors), fast_mode=fast)
+
+    return run
 
 
-def jax_check_grads(net: Network) -> float:
+def jax_check_grads(net: Network) -> Callable[[], None]:
+    """A call of jax.test_util.check_grads (reverse mode, first order) on the network."""
     import jax
     from jax.test_util import check_grads
 
     params = init_params(net)
     x, y = batch_for(net)
-    with jax.enable_x64(True):
-        fn = autodiff.jax_loss(net)
-        taps = [np.zeros((BATCH, layer.width)) for layer in net.layers]
+    fn = autodiff.jax_loss(net)
+    taps = [np.zeros((BATCH, layer.width)) for layer in net.layers]
 
-        def run() -> None:
+    def run() -> None:
+        with jax.enable_x64(True):
             check_grads(lambda p: fn(p, taps, x, y), (params,), order=1, modes=["rev"])
 
-        run()
-        (t,) = median_seconds([run], 5)
-    return t
+    return run
+
+
+PEERS = {
+    "gradcheck-fast": lambda net: torch_gradcheck(net, True),
+    "gradcheck-full": lambda net: torch_gradcheck(net, False),
+    "check-grads": jax_check_grads,
+}
+ROUNDS = ("gradcheck-fast", "check-grads")
+
+
+def peer_seconds(peer: str, calls: int) -> float | None:
+    """Median seconds of `calls` calls of a peer on the 26k MLP, in a process of its own: importing
+    torch slows numpy in the importing process (seen: 10 -> 13 ms for our check), and JAX's CPU
+    threads linger after a call, so neither is run beside our check. None: torch is missing."""
+    done = subprocess.run(
+        [sys.executable, __file__, "--peer", peer, "--calls", str(calls)], capture_output=True, text=True, check=True
+    )
+    last = done.stdout.strip().splitlines()[-1]
+    return None if last == "missing" else float(last)
 
 
 def mlp_26k(full_gradcheck: bool) -> None:
     net = MLP_26K
     print(f"\n## 2. MLP 64-128-128-10, {net.n_params} parameters, batch {BATCH}, float64")
-    first, warm, ok = ours(net)
+    print("(3 rounds of 7 calls each, ours here and each peer in a process of its own; medians over the rounds)")
+    first, _, ok = ours(net)
+    params = init_params(net)
+    x, y = batch_for(net)
+    rounds: dict[str, list[float]] = {"ours": [], **{peer: [] for peer in ROUNDS}}
+    for _ in range(3):
+        rounds["ours"] += median_seconds([lambda: verify_network(net, params, x, y)], 7)
+        for peer in ROUNDS:
+            t = peer_seconds(peer, 7)
+            if t is not None:
+                rounds[peer].append(t)
+    warm = statistics.median(rounds["ours"])
     print(
         f"{'ours (W, b, Delta per layer; JAX + FD)':<40}{warm * 1e3:9.2f} ms   "
         f"first call {first * 1e3:.0f} ms (compiles), ok={ok}"
     )
-    fast = torch_gradcheck(net, fast=True)
-    if fast is None:
+    if not rounds["gradcheck-fast"]:
         print("torch not installed: pip install -e '.[bench]' for the gradcheck comparison")
     else:
-        fast_t = statistics.median(t for t in (torch_gradcheck(net, True) for _ in range(5)) if t is not None)
-        print(
-            f"{'torch gradcheck fast_mode=True':<40}{fast_t * 1e3:9.2f} ms   ours/gradcheck-fast = {warm / fast_t:.2f}"
-        )
-        if full_gradcheck:
-            full = torch_gradcheck(net, fast=False)
-            assert full is not None
-            print(
-                f"{'torch gradcheck fast_mode=False':<40}{full * 1e3:9.0f} ms   full/ours = {full / warm:.0f}x"
-            )
-    jx = jax_check_grads(net)
-    print(
-        f"{'jax.test_util.check_grads (rev)':<40}{jx * 1e3:9.2f} ms   ours/check_grads = {warm / jx:.2f}"
-    )
+        fast = statistics.median(rounds["gradcheck-fast"])
+        print(f"{'torch gradcheck fast_mode=True':<40}{fast * 1e3:9.2f} ms   ours/gradcheck-fast = {warm / fast:.2f}")
+        full_t = peer_seconds("gradcheck-full", 1) if full_gradcheck else None
+        if full_t is not None:
+            print(f"{'torch gradcheck fast_mode=False':<40}{full_t * 1e3:9.0f} ms   full/ours = {full_t / warm:.0f}x")
+    jx = statistics.median(rounds["check-grads"])
+    print(f"{'jax.test_util.check_grads (rev)':<40}{jx * 1e3:9.2f} ms   ours/check_grads = {warm / jx:.2f}")
 
 
 def mlp_400k() -> None:
@@ -289,7 +313,21 @@ def startup() -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer networks; skip full-mode gradcheck")
+    parser.add_argument("--peer", choices=sorted(PEERS), help=argparse.SUPPRESS)
+    parser.add_argument("--calls", type=int, default=7, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.peer:  # one peer's timing, for peer_seconds
+        with threadpool_limits(1):
+            run = PEERS[args.peer](MLP_26K)
+            if run is None:
+                print("missing")
+            elif args.calls == 1:  # a single, unwarmed call (gradcheck's full mode takes seconds)
+                start = time.perf_counter()
+                run()
+                print(time.perf_counter() - start)
+            else:
+                print(median_seconds([run], args.calls)[0])
+        return 0
     with threadpool_limits(1):
         print(blas_line())
         throughput(100 if args.quick else 400)
