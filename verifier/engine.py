@@ -24,7 +24,7 @@ from verifier.finite_diff import (
     Mode,
     Objective,
     estimate,
-    random_directions,
+    random_directions_for,
     sample_entries,
 )
 from verifier.report import ParamResult
@@ -130,15 +130,15 @@ def _finite_differences(
     n = theta.size
     out: dict[str, _SlotFD] = {}
     if mode is Mode.DIRECTIONAL:
-        dirs = [random_directions(rng, _directions_for(s), s.size) for s in slots]
-        if not dirs:
+        if not slots:
             return out
+        dirs = random_directions_for(rng, [_directions_for(s) for s in slots], [s.size for s in slots])
         dense = np.zeros((sum(len(d) for d in dirs), n))
         scale = np.empty(len(dense))
         row = 0
         for s, d in zip(slots, dirs, strict=True):
             dense[row : row + len(d), s.start : s.start + s.size] = d
-            scale[row : row + len(d)] = np.sqrt(np.mean(s.magnitude**2))
+            scale[row : row + len(d)] = math.sqrt(float(s.magnitude @ s.magnitude) / s.size)  # RMS
             row += len(d)
         est = _estimate(objective, theta, Items(directions=dense), scale, plan)
         row = 0

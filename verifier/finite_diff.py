@@ -63,7 +63,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -624,8 +624,26 @@ def _stencil(
 
 def random_directions(rng: np.random.Generator, k: int, size: int) -> Array:
     """k random unit vectors in R^size (Gaussian, normalized), shape (k, size)."""
-    v = rng.standard_normal((k, size))
-    return v / np.linalg.norm(v, axis=1, keepdims=True)
+    return random_directions_for(rng, [k], [size])[0]
+
+
+def random_directions_for(rng: np.random.Generator, counts: Sequence[int], sizes: Sequence[int]) -> list[Array]:
+    """`random_directions(rng, counts[j], sizes[j])` for every j, from one draw of the stream."""
+    lengths = np.repeat(np.asarray(sizes, np.int64), counts)  # one entry per direction
+    if lengths.size == 0:
+        return [np.zeros((0, n)) for n in sizes]
+    v = rng.standard_normal(int(lengths.sum()))
+    starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+    filled = lengths > 0
+    norms = np.ones(lengths.size)
+    if filled.any():
+        norms[filled] = np.sqrt(np.add.reduceat(v * v, starts[filled]))
+    v /= np.repeat(norms, lengths)
+    out, at = [], 0
+    for k, n in zip(counts, sizes, strict=True):
+        out.append(v[at : at + k * n].reshape(k, n))
+        at += k * n
+    return out
 
 
 def sample_entries(rng: np.random.Generator, size: int, k: int) -> Array:

@@ -15,6 +15,8 @@ from verifier.finite_diff import (
     Items,
     _step,
     estimate,
+    random_directions,
+    random_directions_for,
 )
 
 THETA = np.array([0.3, -1.2, 2.5, 0.0, 7.0])
@@ -392,3 +394,14 @@ def test_taking_a_slice_of_an_estimate_counts_only_its_own_evaluations():
     part = est.take(slice(1, 3))
     assert isinstance(part, Estimate) and part.evaluations == 12 and len(part.value) == 2
     assert part.value.tolist() == est.value[1:3].tolist()
+
+
+def test_directions_for_many_arrays_are_unit_vectors_and_the_stream_drawn_one_array_at_a_time():
+    counts, sizes = [2, 1, 0, 3], [3, 7, 4, 1]
+    together = random_directions_for(np.random.default_rng(3), counts, sizes)
+    one_by_one = np.random.default_rng(3)
+    for k, n, got in zip(counts, sizes, together, strict=True):
+        assert got.shape == (k, n)
+        np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, rtol=1e-15)
+        np.testing.assert_allclose(got, random_directions(one_by_one, k, n), rtol=1e-15)
+    assert random_directions_for(np.random.default_rng(0), [1, 2], [0, 2])[0].shape == (1, 0)
