@@ -35,7 +35,22 @@ Array = np.ndarray
 RTOL_EPS_MULTIPLE = 1e4
 TERMS_EPS_MULTIPLE = 64.0
 FLUSH = 1024.0  # x tiny(d): what flushing subnormal intermediates to zero can lose, summed over the terms
-SLOPE_ROUNDOFF = 1.0 / 16  # x (1 + |a|): an activation derivative's absolute round-off, in units of 64 eps
+SLOPE_ROUNDOFF = 1.0 / 16  # x slope_scale(a): an activation derivative's absolute round-off, in units of 64 eps
+GELU_TANH_C = math.sqrt(2.0 / math.pi)
+
+
+def slope_scale(activation: str, a: Array) -> Array:
+    """What the absolute round-off of alpha'(a), computed the usual way (by autodiff, as jax.nn
+    does), scales with: 1 + |a| for every activation, plus |a u'(a)| for gelu_tanh, whose
+    inner u(a) = c (a + 0.044715 a^3) grows like a^3: its derivative 0.5 (1 + tanh u) +
+    0.5 a sech^2(u) u'(a) carries a few eps of |a u'(a)| where tanh(u) rounds near -1 (seen:
+    jax.grad of jax.nn.gelu(approximate=True) off by 165 eps at a = -7.35, 3.4 eps of this
+    scale, where the derivative itself is 1.4e-15)."""
+    absa = np.abs(a)
+    scale = 1.0 + absa
+    if activation == "gelu_tanh":
+        scale = scale + absa * GELU_TANH_C * (1.0 + 3 * 0.044715 * absa * absa)
+    return scale
 FD_SAFETY = 10.0
 
 
@@ -268,10 +283,10 @@ def term_magnitudes(
     started from the terms of dL/do: |dL/do| + (|y| + |alpha'(a^k)| (|W^k| @ |input| + |b^k|)) / batch,
     the last part for the forward pass's own cancellations in o. Round-off in any dtype is a
     few eps times these, entry by entry, whatever the sum comes to. A slope counts as
-    |alpha'(a)| + (1 + |a|) / 16: an activation's derivative computed the usual way (1 - tanh(a)^2,
-    s (1 - s), or gelu's Phi(a) + a phi(a) by autodiff, as jax.nn does) carries an absolute
-    round-off of a few eps (1 + |a|) however small it is (seen: 5.6 eps for gelu_tanh' at a = -5),
-    and 64 eps / 16 = 4 eps. A unit's output h = alpha(a) counts as |h| + |a|: an
+    |alpha'(a)| + slope_scale(a) / 16: an activation's derivative computed the usual way
+    (1 - tanh(a)^2, s (1 - s), or gelu's Phi(a) + a phi(a) by autodiff, as jax.nn does) carries an
+    absolute round-off of a few eps (1 + |a|) however small it is (gelu_tanh's more: see
+    slope_scale), and 64 eps / 16 = 4 eps. A unit's output h = alpha(a) counts as |h| + |a|: an
     activation evaluated the usual way can lose digits to cancellation inside it (gelu_tanh(a) =
     a (1 + tanh(.)) / 2 for a << 0 is a tiny difference of terms of size |a|), so two correct
     implementations may differ by eps * |a| there, not eps * |h|. `trace`, if given, is the
@@ -287,7 +302,7 @@ def term_magnitudes(
         a_r = trace.a[r]
         assert a_r is not None
         df = reference.get_activation(net.layers[r - 1].activation).df(a_r)
-        slope[r] = np.abs(df) + (1.0 + np.abs(a_r)) * SLOPE_ROUNDOFF
+        slope[r] = np.abs(df) + slope_scale(net.layers[r - 1].activation, a_r) * SLOPE_ROUNDOFF
     units = [np.abs(trace.h[0])] + [np.abs(trace.h[r]) + np.abs(trace.a[r]) for r in range(1, k + 1)]  # type: ignore[arg-type]
     forward_terms = layer_input(net, units, k) @ np.abs(p64[top]["W"]).T + np.abs(p64[top]["b"])
     mag = [np.zeros_like(h) for h in trace.h]

@@ -83,6 +83,23 @@ def test_a_bias_gradient_that_cancels_to_exactly_zero_over_the_batch_is_not_a_fa
     assert report.ok, report.to_markdown()
 
 
+def test_a_gelu_tanh_unit_deep_in_its_negative_tail_where_jax_loses_digits_is_not_a_false_alarm():
+    # found by the 10,000-network campaign: a = 8 * 0.84375 * -1 - 0.5 = -7.25, where the true
+    # gelu_tanh'(a) is 1.35e-15 and jax.grad of jax.nn.gelu(approximate=True) says 3.4e-14
+    net = reference.Network(
+        8, (reference.Layer(1, "gelu_tanh"), reference.Layer(1, "identity"), reference.Layer(1, "identity", (0, 1, 2)))
+    )
+    params = {
+        "layer1": {"W": np.full((1, 8), 0.84375), "b": np.array([-0.5])},
+        "layer2": {"W": np.zeros((1, 1)), "b": np.zeros(1)},
+        "layer3": {"W": np.full((1, 10), 0.5), "b": np.zeros(1)},
+    }
+    report = verify_network(net, params, -np.ones((1, 8)), np.zeros((1, 1)))
+    assert report.ok, report.to_markdown()
+    w = next(p for layer in report.layers for p in layer.params if p.path == "layer1.W")
+    assert w.verdict.value == "pass" and w.comparisons[0].max_abs_err > 1e-14  # JAX really is off
+
+
 # --- the drawn values ---------------------------------------------------------------------------
 
 
