@@ -22,7 +22,7 @@ import numpy as np
 import reference
 from reference import Network, Params, Trace
 from verifier import engine, functions, pytrees, user_check
-from verifier.compare import Blame, Tolerance, Verdict, term_magnitudes
+from verifier.compare import TERMS_EPS_MULTIPLE, Blame, Tolerance, Verdict, term_magnitudes
 from verifier.errors import GradientMismatch, InvalidArgument, parse_enum
 from verifier.finite_diff import Evaluation, Method, Mode
 from verifier.report import LayerResult, ParamResult, Report
@@ -95,6 +95,8 @@ def verify_network(
     results = engine.run(slots, objective, theta, plan)
     if trace is not None and dtype != np.float64:
         _excuse_kink_flips(net, params, x, trace, results)
+    if jax_grads is not None:
+        _excuse_oracle_kink_flips(net, p64, center, results)
     _refine_next_steps(net, results)
     layers = [LayerResult(name, [r for r in results if r.layer == name]) for name in net.layer_names]
     meta = {
@@ -425,6 +427,43 @@ def _excuse_kink_flips(
             r.explanation = (
                 f"a pre-activation of layer{top} rounds to the other side of its kink in {trace.output.dtype} "
                 "than in float64: this gradient is that of the other piece, which the float64 oracles cannot judge"
+            )
+
+
+def _excuse_oracle_kink_flips(
+    net: Network, p64: Mapping[str, Mapping[str, Array]], center: Trace, results: list[ParamResult]
+) -> None:
+    """A pre-activation within float64 round-off of a kink can land on the other side of it in
+    JAX's forward pass than in the reference's (seen: gelu_tanh(-7.5) is -4e-18 by the reference's
+    stable formula, exactly 0 in jax.nn, and the relu reading it sits at +2e-18 or exactly on its
+    kink). JAX's gradient is then that of the other piece. Where the hand-written gradient matches
+    the finite differences of the reference itself and only JAX disagrees, within what such a unit
+    can explain (its own layer's W and b, everything below), the verdict is pass, saying so."""
+    eps = float(np.finfo(np.float64).eps)
+    units = [np.abs(center.h[0])] + [np.abs(center.h[r]) + np.abs(center.a[r]) for r in range(1, net.depth + 1)]  # type: ignore[arg-type]
+    near = []
+    for r, layer in enumerate(net.layers, start=1):
+        kinks = reference.get_activation(layer.activation).kinks
+        a = center.a[r]
+        if not kinks or a is None:
+            continue
+        name = reference.layer_name(r)
+        scale = reference.backprop.layer_input(net, units, r) @ np.abs(p64[name]["W"]).T + np.abs(p64[name]["b"])
+        bound = TERMS_EPS_MULTIPLE * eps * scale
+        if any(np.any(np.abs(a - k) <= bound) for k in kinks):
+            near.append(r)
+    if not near:
+        return
+    top = max(near)
+    for result in results:
+        unit = _unit(result.layer)
+        explained = unit < top or (unit == top and result.kind == "parameter")
+        if result.verdict is Verdict.FAIL and result.blame is Blame.JAX and explained:
+            result.verdict, result.next_step = Verdict.PASS, ""
+            result.explanation = (
+                f"the hand-written gradient matches finite differences of the function; JAX's differs because a "
+                f"pre-activation of layer{top} lies within float64 round-off of its kink, and JAX's forward pass "
+                "puts it on the other side"
             )
 
 

@@ -100,6 +100,52 @@ def test_a_gelu_tanh_unit_deep_in_its_negative_tail_where_jax_loses_digits_is_no
     assert w.verdict.value == "pass" and w.comparisons[0].max_abs_err > 1e-14  # JAX really is off
 
 
+def _jax_flip_case():
+    # found by the campaign: gelu_tanh(-7.5) is -4.3e-18 by the reference's stable formula and
+    # exactly 0 in jax.nn, so the relu after it has a = +2e-18 in the reference and exactly 0
+    # (on its kink) in JAX
+    net = reference.Network(
+        1,
+        (
+            reference.Layer(3, "identity"),
+            reference.Layer(5, "identity"),
+            reference.Layer(1, "gelu_tanh"),
+            reference.Layer(1, "relu"),
+        ),
+    )
+    params = {
+        "layer1": {"W": np.zeros((3, 1)), "b": np.full(3, 0.5)},
+        "layer2": {"W": -np.ones((5, 3)), "b": np.zeros(5)},
+        "layer3": {"W": np.ones((1, 5)), "b": np.zeros(1)},
+        "layer4": {"W": np.full((1, 1), -0.5), "b": np.zeros(1)},
+    }
+    return net, params, np.zeros((1, 1)), np.full((1, 1), 0.5)
+
+
+def test_a_pre_activation_that_jax_rounds_onto_the_other_side_of_a_kink_is_not_a_false_alarm():
+    net, params, x, y = _jax_flip_case()
+    report = verify_network(net, params, x, y)
+    assert report.ok, report.to_markdown()
+    b = next(p for layer in report.layers for p in layer.params if p.path == "layer4.b")
+    assert b.comparisons[0].status.value == "disagree"  # JAX really takes the other piece...
+    assert "other side" in b.explanation  # ...and the report says why that is not a failure
+
+
+def test_a_real_bug_next_to_a_pre_activation_jax_rounds_across_a_kink_still_fails():
+    net, params, x, y = _jax_flip_case()
+
+    def halved_bias_gradient(net, params, trace, y):
+        grads, deltas = reference.backward(net, params, trace, y)
+        grads["layer4"]["b"] = grads["layer4"]["b"] / 2
+        return grads, deltas
+
+    report = verify_network(net, params, x, y, backward=halved_bias_gradient)
+    assert not report.ok and report.root_cause == "layer4", report.to_markdown()
+    b = next(p for layer in report.layers for p in layer.params if p.path == "layer4.b")
+    # no two sides agree here (hand -0.25, JAX 0 on the other piece, finite differences -0.5)
+    assert b.verdict.value == "fail" and b.blame.value == "undetermined"
+
+
 # --- the drawn values ---------------------------------------------------------------------------
 
 
