@@ -36,22 +36,26 @@ RTOL_EPS_MULTIPLE = 1e4
 TERMS_EPS_MULTIPLE = 64.0
 FLUSH = 1024.0  # x tiny(d): what flushing subnormal intermediates to zero can lose, summed over the terms
 SLOPE_ROUNDOFF = 1.0 / 16  # x slope_scale(a): an activation derivative's absolute round-off, in units of 64 eps
+FD_SAFETY = 10.0
 GELU_TANH_C = math.sqrt(2.0 / math.pi)
+GELU_TANH_SATURATED = 22.0  # |u| beyond which tanh(u) rounds to +-1 and both derivative terms are exact
 
 
 def slope_scale(activation: str, a: Array) -> Array:
     """What the absolute round-off of alpha'(a), computed the usual way (by autodiff, as jax.nn
-    does), scales with: 1 + |a| for every activation, plus |a u'(a)| for gelu_tanh, whose
-    inner u(a) = c (a + 0.044715 a^3) grows like a^3: its derivative 0.5 (1 + tanh u) +
-    0.5 a sech^2(u) u'(a) carries a few eps of |a u'(a)| where tanh(u) rounds near -1 (seen:
-    jax.grad of jax.nn.gelu(approximate=True) off by 165 eps at a = -7.35, 3.4 eps of this
-    scale, where the derivative itself is 1.4e-15)."""
+    does), scales with: 1 + |a| for every activation, plus |a u'(a)| for gelu_tanh where its
+    inner u(a) = c (a + 0.044715 a^3) has |u| < 22: its derivative 0.5 (1 + tanh u) +
+    0.5 a sech^2(u) u'(a) carries a few eps of |a u'(a)| where tanh(u) is near, but not yet, +-1
+    (seen: jax.jit of jax.grad of jax.nn.gelu(approximate=True) off by 165 eps at a = +-7.34, where
+    |u| = 20; by 0 beyond |a| = 7.6, where tanh(u) is exactly +-1)."""
     absa = np.abs(a)
     scale = 1.0 + absa
     if activation == "gelu_tanh":
-        scale = scale + absa * GELU_TANH_C * (1.0 + 3 * 0.044715 * absa * absa)
+        with np.errstate(over="ignore", invalid="ignore"):
+            u = GELU_TANH_C * absa * (1.0 + 0.044715 * absa * absa)
+            inner = np.where(u < GELU_TANH_SATURATED, absa * GELU_TANH_C * (1.0 + 3 * 0.044715 * absa * absa), 0.0)
+        scale = scale + inner
     return scale
-FD_SAFETY = 10.0
 
 
 class Verdict(str, Enum):

@@ -298,3 +298,6 @@ def test_without_the_cubic_term_gelu_tanhs_round_off_would_exceed_the_allowance(
     assert np.max(error / (TERMS_EPS_MULTIPLE * np.finfo(np.float64).eps * SLOPE_ROUNDOFF * (1 + np.abs(a)))) > 2
     assert np.all(slope_scale("gelu_tanh", a) > 5 * (1 + np.abs(a)))
     np.testing.assert_array_equal(slope_scale("tanh", a), 1 + np.abs(a))
+    # where tanh(u) is exactly +-1 both terms are exact: no widening there, in any dtype
+    far = np.array([-40.0, -10.0, 10.0, 40.0, 1e200])
+    np.testing.assert_array_equal(slope_scale("gelu_tanh", far), 1 + np.abs(far))
