@@ -215,7 +215,7 @@ def compare_segments(
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         err = np.abs(np.where(skip, 0.0, a - b))
         err[np.isnan(err)] = np.inf  # a NaN in the checked side is as wrong as it gets
-        bad = err > tol
+        bad = (err > tol) | (np.isnan(tol) & ~skip)  # a tolerance that cannot be computed never agrees
         ratio = np.where(err > 0, err / tol, 0.0)  # err > 0 with tol 0: inf
         ratio[skip] = -1.0
         ratio[np.isnan(ratio)] = np.inf

@@ -281,11 +281,12 @@ def _judge_all(slots: list[Slot], fds: dict[str, _SlotFD], plan: Plan) -> dict[s
         fd = fds.get(s.path)
         hand = np.asarray(s.hand, np.float64).ravel()
         jax = None if s.jax is None else np.asarray(s.jax, np.float64).ravel()
-        scale_ref = np.abs(jax) if jax is not None else np.abs(np.where(np.isfinite(hand), hand, 0.0))
+        scale_ref = np.abs(np.where(np.isfinite(hand if jax is None else jax), hand if jax is None else jax, 0.0))
         terms: Array | float = 0.0 if s.terms is None else np.asarray(s.terms, np.float64).ravel()
         largest = scale_ref.max(initial=0.0)
+        jax_note = "; ".join(s.notes) or plan.jax_note
         rj: Comparison | int = (
-            Comparison.unavailable(HAND, JAX, "entrywise", plan.jax_note)
+            Comparison.unavailable(HAND, JAX, "entrywise", jax_note)
             if jax is None
             else batch.add(Pair(HAND, JAX, "entrywise", s.shape), hand, jax, None, largest, s.dtype, terms)
         )
@@ -316,7 +317,7 @@ def _judge_all(slots: list[Slot], fds: dict[str, _SlotFD], plan: Plan) -> dict[s
                 Pair(HAND, FD, fd.kind, shape), h_items, e.value, e.error, floor, s.dtype, item_terms, e.kink
             )
             jf = (
-                Comparison.unavailable(JAX, FD, fd.kind, plan.jax_note)
+                Comparison.unavailable(JAX, FD, fd.kind, jax_note)
                 if j_items is None
                 else batch.add(Pair(JAX, FD, fd.kind, shape), j_items, e.value, e.error, floor, f64, item_terms, e.kink)
             )

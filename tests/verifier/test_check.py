@@ -200,3 +200,38 @@ def test_a_sum_of_subnormal_terms_that_jax_flushes_is_no_false_alarm():
     y = np.array([[1.0, 0.0], [1.0, 0.0]])
     report = verify_network(net, params, np.zeros((2, 1)), y)
     assert report.ok, report.to_markdown()
+
+
+def _jax_with_nan_layer1_w(monkeypatch):
+    import verifier.autodiff
+
+    real = verifier.autodiff.jax_gradients
+
+    def nan_layer1_w(*args):
+        value, grads, deltas = real(*args)
+        grads["layer1"]["W"] = np.full_like(grads["layer1"]["W"], np.nan)
+        return value, grads, deltas
+
+    monkeypatch.setattr(verifier.autodiff, "jax_gradients", nan_layer1_w)
+
+
+def test_a_non_finite_jax_gradient_is_no_oracle_and_finite_differences_judge_that_array(monkeypatch):
+    _jax_with_nan_layer1_w(monkeypatch)
+    net = Network(3, (Layer(4, "tanh"), Layer(2, "identity")))
+    params = init_params(net, seed=2)
+    x, y = np.random.default_rng(2).normal(size=(5, 3)), np.zeros((5, 2))
+    report = verify_network(net, params, x, y)
+    assert report.ok, report.to_markdown()
+    w = report.layers[0].params[0]
+    assert w.path == "layer1.W" and w.comparisons[0].status.value == "unavailable"
+    assert "not finite" in w.comparisons[0].note
+    assert w.finite_differences["items"] == 2  # the screen without JAX: two directions
+
+    def wrong_layer1_w(net, params, trace, y):
+        grads, deltas = backward(net, params, trace, y)
+        grads["layer1"]["W"] = grads["layer1"]["W"] * 1.5
+        return grads, deltas
+
+    failing = verify_network(net, params, x, y, backward=wrong_layer1_w)
+    w = failing.layers[0].params[0]
+    assert w.verdict is Verdict.FAIL and w.comparisons[1].status.value == "disagree"

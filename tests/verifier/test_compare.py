@@ -73,6 +73,16 @@ def test_a_nan_on_the_checked_side_is_a_disagreement_whatever_the_tolerance():
     assert c.status is Status.DISAGREE and c.worst_index == [0]
 
 
+def test_an_item_whose_tolerance_cannot_be_computed_never_agrees():
+    same = np.array([1.0, 2.0])
+    c = compare("hand-written", "jax", "entrywise", same, same, np.array([1e-3, np.nan]))
+    assert c.status is Status.DISAGREE and c.n_disagree == 1
+    skipped = compare(
+        "hand-written", "jax", "entrywise", np.ones(2), np.array([1.0, np.nan]), np.array([1e-3, np.nan])
+    )
+    assert skipped.status is Status.AGREE  # a non-finite oracle item is skipped, its tolerance with it
+
+
 def test_inconclusive_items_count_neither_way_and_all_of_them_make_the_comparison_inconclusive():
     a, b, tol = np.array([1.0, 5.0]), np.array([1.0, 1.0]), np.full(2, 1e-6)
     partly = compare("hand-written", "finite-differences", "entrywise", a, b, tol, inconclusive=np.array([False, True]))
