@@ -237,7 +237,10 @@ def compare_segments(
                 "norm_d": np.sqrt(np.add.reduceat(err * err, at)).tolist(),
                 "worst": np.minimum.reduceat(position, at).tolist(),
             }
-    bars = None if error_bar is None else np.asarray(error_bar, np.float64).ravel()
+            picked = np.asarray(per["worst"], np.int64)  # every segment's worst item, gathered at once
+            per["a"], per["b"], per["tol"] = a[picked].tolist(), b[picked].tolist(), tol[picked].tolist()
+            if error_bar is not None:
+                per["bar"] = np.asarray(error_bar, np.float64).ravel()[picked].tolist()
     out: list[Comparison] = []
     k = 0
     for pair, n, start in zip(pairs, counts.tolist(), starts.tolist(), strict=True):
@@ -248,7 +251,7 @@ def compare_segments(
         norm_b, norm_d = per["norm_b"][k], per["norm_d"][k]
         status = Status.DISAGREE if n_bad else Status.INCONCLUSIVE if n_incon == n else Status.AGREE
         local = i - start
-        index = np.unravel_index(local, pair.shape) if pair.shape is not None and pair.kind == "entrywise" else [local]
+        index = _unravel(local, pair.shape) if pair.shape is not None and pair.kind == "entrywise" else [local]
         out.append(
             Comparison(
                 pair.a,
@@ -261,15 +264,24 @@ def compare_segments(
                 max_abs_err=per["max_abs"][k],
                 max_rel_err=per["max_rel"][k],
                 rel_norm_err=norm_d / norm_b if norm_b > 0 else (0.0 if norm_d == 0 else math.inf),
-                worst_index=[int(j) for j in index],
-                worst_a=float(a[i]),
-                worst_b=float(b[i]),
-                worst_tol=float(tol[i]),
-                worst_error_bar=None if bars is None else float(bars[i]),
+                worst_index=index,
+                worst_a=per["a"][k],
+                worst_b=per["b"][k],
+                worst_tol=per["tol"][k],
+                worst_error_bar=per["bar"][k] if error_bar is not None else None,
             )
         )
         k += 1
     return out
+
+
+def _unravel(flat: int, shape: tuple[int, ...]) -> list[int]:
+    """np.unravel_index for one index, in plain ints (C order)."""
+    out = []
+    for extent in reversed(shape):
+        flat, rest = divmod(flat, extent) if extent else (flat, 0)
+        out.append(rest)
+    return out[::-1]
 
 
 def term_magnitudes(

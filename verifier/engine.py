@@ -333,6 +333,7 @@ def _judge_all(slots: list[Slot], fds: dict[str, _SlotFD], plan: Plan) -> dict[s
 
     done = batch.run()
     results: dict[str, ParamResult] = {}
+    described: dict[np.dtype, dict[str, float | str | None]] = {}
     for s, fd, handles, fd_info, hand, jax in staged:
         rj_, rf_, jf_ = (done[h] if isinstance(h, int) else h for h in handles)
         if (
@@ -343,6 +344,8 @@ def _judge_all(slots: list[Slot], fds: dict[str, _SlotFD], plan: Plan) -> dict[s
             and len(fd.entries) < s.size
         ):
             rf_.note = "entries checked: a sample (the worst suspects and a random draw)"
+        if s.dtype not in described:
+            described[s.dtype] = plan.tolerance.describe(s.dtype)
         verdict, blame, why = arbitrate(rj_.status, rf_.status, jf_.status)
         if verdict is Verdict.PASS and _all_zero(hand, jax, rf_):
             verdict, why = (
@@ -358,7 +361,7 @@ def _judge_all(slots: list[Slot], fds: dict[str, _SlotFD], plan: Plan) -> dict[s
             blame,
             why,
             [rj_, rf_, jf_],
-            tolerance=plan.tolerance.describe(s.dtype),
+            tolerance=dict(described[s.dtype]),
             finite_differences=fd_info,
         )
         result.next_step = next_step(result) if verdict is Verdict.FAIL else ""
@@ -367,7 +370,7 @@ def _judge_all(slots: list[Slot], fds: dict[str, _SlotFD], plan: Plan) -> dict[s
 
 
 def _all_zero(hand: Array, jax: Array | None, rf: Comparison) -> bool:
-    if np.any(hand != 0) or (jax is not None and np.any(jax != 0)):
+    if hand.any() or (jax is not None and jax.any()):  # NaN counts as nonzero, as in `!= 0`
         return False
     return rf.status in (Status.AGREE, Status.UNAVAILABLE, Status.INCONCLUSIVE)
 
