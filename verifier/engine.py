@@ -128,10 +128,9 @@ def _finite_differences(
 ) -> dict[str, _SlotFD]:
     """One batched finite-difference run over every slot, in the given (non-auto) mode."""
     n = theta.size
-    out: dict[str, _SlotFD] = {}
+    if not slots:
+        return {}
     if mode is Mode.DIRECTIONAL:
-        if not slots:
-            return out
         dirs = random_directions_for(rng, [_directions_for(s) for s in slots], [s.size for s in slots])
         dense = np.zeros((sum(len(d) for d in dirs), n))
         scale = np.empty(len(dense))
@@ -141,11 +140,7 @@ def _finite_differences(
             scale[row : row + len(d)] = math.sqrt(float(s.magnitude @ s.magnitude) / s.size)  # RMS
             row += len(d)
         est = _estimate(objective, theta, Items(directions=dense), scale, plan)
-        row = 0
-        for s, d in zip(slots, dirs, strict=True):
-            out[s.path] = _SlotFD("directional", _take(est, slice(row, row + len(d))), directions=d)
-            row += len(d)
-        return out
+        return _per_slot(slots, est, "directional", dirs)
     local = []
     for s in slots:
         if mode is Mode.FULL and s.size <= FULL_LOCALIZATION_LIMIT:
@@ -154,15 +149,22 @@ def _finite_differences(
             local.append(_suspect_entries(s, rng))
         else:
             local.append(sample_entries(rng, s.size, SAMPLED_ENTRIES))
-    if not local:
-        return out
     flat = np.concatenate([s.start + idx for s, idx in zip(slots, local, strict=True)])
     scale = np.concatenate([s.magnitude[idx] for s, idx in zip(slots, local, strict=True)])
     est = _estimate(objective, theta, Items(entries=flat), scale, plan)
+    return _per_slot(slots, est, "entrywise", local)
+
+
+def _per_slot(slots: list[Slot], est: Estimate, kind: str, items: list[Array]) -> dict[str, _SlotFD]:
+    """Split one batched estimate back into the slots' own items (entries or directions), in turn."""
+    out: dict[str, _SlotFD] = {}
     row = 0
-    for s, idx in zip(slots, local, strict=True):
-        out[s.path] = _SlotFD("entrywise", _take(est, slice(row, row + len(idx))), entries=idx)
-        row += len(idx)
+    for s, part in zip(slots, items, strict=True):
+        own = est.take(slice(row, row + len(part)))
+        out[s.path] = (
+            _SlotFD(kind, own, entries=part) if kind == "entrywise" else _SlotFD(kind, own, directions=part)
+        )
+        row += len(part)
     return out
 
 
@@ -196,10 +198,6 @@ def _suspect_entries(s: Slot, rng: np.random.Generator) -> Array:
     return np.unique(np.concatenate(picks))
 
 
-def _take(est: Estimate, sl: slice) -> Estimate:
-    return est.take(sl)
-
-
 def _needs_localization(r: ParamResult) -> bool:
     """Entry by entry where the directional screen failed or met a kink (entries away from the
     kink can still decide), or where JAX rejects the hand-written gradient (one wrong entry is
@@ -215,10 +213,14 @@ class _Batch:
     """The pairwise comparisons of many slots, gathered, then judged in one vectorized pass
     (small networks have a dozen arrays, each too small for numpy to pay per call)."""
 
+    COLUMNS = ("a", "b", "error", "floor", "terms", "kink")
+
     def __init__(self, tolerance: Tolerance) -> None:
         self.tolerance = tolerance
         self.pairs: list[Pair] = []
-        self.parts: list[tuple[Array, Array, Array | None, Array | float, Array | float, Array | None]] = []
+        self.columns: dict[str, list[Array]] = {name: [] for name in self.COLUMNS}
+        self.lengths: list[int] = []
+        self.exact: list[bool] = []  # no error bar on the oracle side (JAX)
         self.eps: list[float] = []
         self.tiny: list[float] = []
 
@@ -235,11 +237,22 @@ class _Batch:
     ) -> int:
         """Queue `a` checked against oracle `b` +- `error` for a gradient of `dtype`; `floor` and
         `terms` as in Tolerance.bounds. Returns the handle of the comparison in `run()`."""
+        b = np.asarray(b, np.float64).ravel()
+        n = b.size
         info = np.finfo(dtype)
+        row = {
+            "a": np.asarray(a, np.float64).ravel(),
+            "b": b,
+            "error": np.zeros(n) if error is None else error,
+            "floor": np.full(n, floor) if isinstance(floor, float) else floor,
+            "terms": np.full(n, terms) if isinstance(terms, float) else terms,
+            "kink": np.zeros(n, bool) if inconclusive is None else inconclusive,
+        }
+        for name, value in row.items():
+            self.columns[name].append(value)
         self.pairs.append(pair)
-        self.parts.append(
-            (np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel(), error, floor, terms, inconclusive)
-        )
+        self.lengths.append(n)
+        self.exact.append(error is None)
         self.eps.append(float(info.eps))
         self.tiny.append(float(info.tiny))
         return len(self.pairs) - 1
@@ -247,28 +260,14 @@ class _Batch:
     def run(self) -> list[Comparison]:
         if not self.pairs:
             return []
-        lengths = [b.size for _, b, *_ in self.parts]
-        a = np.concatenate([p[0] for p in self.parts])
-        b = np.concatenate([p[1] for p in self.parts])
-        error = np.concatenate(
-            [np.zeros(n) if p[2] is None else p[2] for p, n in zip(self.parts, lengths, strict=True)]
-        )
-        floor = np.concatenate([_items(p[3], n) for p, n in zip(self.parts, lengths, strict=True)])
-        terms = np.concatenate([_items(p[4], n) for p, n in zip(self.parts, lengths, strict=True)])
-        kink = np.concatenate(
-            [np.zeros(n, bool) if p[5] is None else p[5] for p, n in zip(self.parts, lengths, strict=True)]
-        )
-        eps, tiny = np.repeat(self.eps, lengths), np.repeat(self.tiny, lengths)
-        tol = self.tolerance.bounds_for(b, error, floor, eps, tiny, terms)
-        out = compare_segments(self.pairs, lengths, a, b, tol, error, kink)
-        for c, p in zip(out, self.parts, strict=True):
-            if p[2] is None:  # an exact oracle: no error bar to show
-                c.worst_error_bar = None
+        c = {name: np.concatenate(parts) for name, parts in self.columns.items()}
+        eps, tiny = np.repeat(self.eps, self.lengths), np.repeat(self.tiny, self.lengths)
+        tol = self.tolerance.bounds_for(c["b"], c["error"], c["floor"], eps, tiny, c["terms"])
+        out = compare_segments(self.pairs, self.lengths, c["a"], c["b"], tol, c["error"], c["kink"])
+        for comparison, exact in zip(out, self.exact, strict=True):
+            if exact:  # an exact oracle: no error bar to show
+                comparison.worst_error_bar = None
         return out
-
-
-def _items(value: Array | float, n: int) -> Array:
-    return np.full(n, value) if isinstance(value, float) else value
 
 
 def _judge_all(slots: list[Slot], fds: dict[str, _SlotFD], plan: Plan) -> dict[str, ParamResult]:
