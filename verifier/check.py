@@ -22,7 +22,16 @@ import numpy as np
 import reference
 from reference import Network, Params, Trace
 from verifier import engine, functions, pytrees, user_check
-from verifier.compare import TERMS_EPS_MULTIPLE, Blame, Status, Tolerance, Verdict, term_magnitudes
+from verifier.compare import (
+    TERMS_EPS_MULTIPLE,
+    Blame,
+    Status,
+    Tolerance,
+    Verdict,
+    preactivation_terms,
+    term_magnitudes,
+    unit_magnitudes,
+)
 from verifier.errors import GradientMismatch, InvalidArgument, parse_enum
 from verifier.finite_diff import Evaluation, Method, Mode
 from verifier.report import LayerResult, ParamResult, Report
@@ -464,15 +473,17 @@ def _excuse_oracle_kink_flips(
     if not suspects:
         return
     eps = float(np.finfo(np.float64).eps)
-    units = [np.abs(center.h[0])] + [np.abs(center.h[r]) + np.abs(center.a[r]) for r in range(1, net.depth + 1)]  # type: ignore[arg-type]
+    units = unit_magnitudes(center)
     near: dict[int, tuple[Array, float]] = {}  # layer -> (mask of units near a kink, the kink)
     for r, layer in enumerate(net.layers, start=1):
+        kinks = reference.get_activation(layer.activation).kinks
+        if not kinks:
+            continue
         a = center.a[r]
-        name = reference.layer_name(r)
-        for k in reference.get_activation(layer.activation).kinks:
-            assert a is not None
-            scale = reference.backprop.layer_input(net, units, r) @ np.abs(p64[name]["W"]).T + np.abs(p64[name]["b"])
-            mask = np.abs(a - k) <= TERMS_EPS_MULTIPLE * eps * scale
+        assert a is not None
+        bound = TERMS_EPS_MULTIPLE * eps * preactivation_terms(net, p64, units, r)
+        for k in kinks:
+            mask = np.abs(a - k) <= bound
             if mask.any():
                 near[r] = (mask, k)
                 break

@@ -284,6 +284,19 @@ def _unravel(flat: int, shape: tuple[int, ...]) -> list[int]:
     return out[::-1]
 
 
+def unit_magnitudes(trace: reference.Trace) -> list[Array]:
+    """Per unit, the magnitude its value carries into round-off: |x| for the input, |h| + |a| for
+    a layer's output (see term_magnitudes)."""
+    return [np.abs(trace.h[0])] + [np.abs(h) + np.abs(a) for h, a in zip(trace.h[1:], trace.a[1:], strict=True)]  # type: ignore[arg-type]
+
+
+def preactivation_terms(net: Network, p64: Mapping[str, Mapping[str, Array]], units: list[Array], r: int) -> Array:
+    """The sum of the absolute values of the terms layer r's pre-activation a^r adds up:
+    |layer input| @ |W|^T + |b|, from `unit_magnitudes`."""
+    name = reference.layer_name(r)
+    return layer_input(net, units, r) @ np.abs(p64[name]["W"]).T + np.abs(p64[name]["b"])
+
+
 def term_magnitudes(
     net: Network,
     params: Mapping[str, Mapping[str, Array]],
@@ -312,15 +325,14 @@ def term_magnitudes(
     if trace is None:  # else: the float64 forward trace at params and x, already computed
         trace = reference.forward(net, p64, x64)
     k, batch = net.depth, x64.shape[0]
-    top = reference.layer_name(k)
     slope = [np.zeros_like(h) for h in trace.h]
     for r in range(1, k + 1):
         a_r = trace.a[r]
         assert a_r is not None
         df = reference.get_activation(net.layers[r - 1].activation).df(a_r)
         slope[r] = np.abs(df) + slope_scale(net.layers[r - 1].activation, a_r) * SLOPE_ROUNDOFF
-    units = [np.abs(trace.h[0])] + [np.abs(trace.h[r]) + np.abs(trace.a[r]) for r in range(1, k + 1)]  # type: ignore[arg-type]
-    forward_terms = layer_input(net, units, k) @ np.abs(p64[top]["W"]).T + np.abs(p64[top]["b"])
+    units = unit_magnitudes(trace)
+    forward_terms = preactivation_terms(net, p64, units, k)
     mag = [np.zeros_like(h) for h in trace.h]
     grad_o = reference.get_loss(net.loss).grad(trace.output, y64)
     mag[k] = np.abs(grad_o) + (np.abs(y64) + slope[k] * forward_terms) / batch

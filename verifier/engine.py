@@ -161,9 +161,7 @@ def _per_slot(slots: list[Slot], est: Estimate, kind: str, items: list[Array]) -
     row = 0
     for s, part in zip(slots, items, strict=True):
         own = est.take(slice(row, row + len(part)))
-        out[s.path] = (
-            _SlotFD(kind, own, entries=part) if kind == "entrywise" else _SlotFD(kind, own, directions=part)
-        )
+        out[s.path] = _SlotFD(kind, own, entries=part) if kind == "entrywise" else _SlotFD(kind, own, directions=part)
         row += len(part)
     return out
 
